@@ -1,0 +1,19 @@
+"""openmaker: a local-first machine learning platform that speaks the SageMaker and AWS
+data-service APIs.
+
+The public names are the SDK's; they are imported on first use so that ``openmaker
+--help`` and the server start without loading boto3.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+__all__ = ["ServerStartError", "Session", "StorageEntry", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in ("ServerStartError", "Session", "StorageEntry"):
+        from openmaker import sdk
+
+        return getattr(sdk, name)
+    raise AttributeError(f"module 'openmaker' has no attribute {name!r}")

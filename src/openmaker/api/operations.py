@@ -1,0 +1,62 @@
+"""Which AWS operations openmaker implements, and where each handler lives.
+
+Handlers are named as ``"module:function"`` and imported on first call, so the server
+starts without importing every area. A handler takes ``(ctx: RequestContext, params:
+dict)`` and returns the output shape as a dict. ``scripts/generate_api_coverage.py``
+reads this table (plus the generic SageMaker List handler) to write
+``docs/api-coverage.md``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+Handler = Callable[..., Any]
+
+# service name (botocore's) -> operation -> "module:function"
+OPERATIONS: dict[str, dict[str, str]] = {
+    "sagemaker": {
+        "AddTags": "openmaker.api.sagemaker:add_tags",
+        "ListTags": "openmaker.api.sagemaker:list_tags",
+        "DeleteTags": "openmaker.api.sagemaker:delete_tags",
+    },
+    "sts": {
+        "GetCallerIdentity": "openmaker.api.sts:get_caller_identity",
+    },
+    # S3 is routed by method and path in api/s3.py; this lists what it serves.
+    "s3": {
+        name: "openmaker.api.s3"
+        for name in (
+            "ListBuckets", "CreateBucket", "DeleteBucket", "HeadBucket", "GetBucketLocation",
+            "GetBucketVersioning", "ListObjects", "ListObjectsV2", "PutObject", "GetObject",
+            "HeadObject", "DeleteObject", "DeleteObjects", "CopyObject",
+            "CreateMultipartUpload", "UploadPart", "UploadPartCopy", "CompleteMultipartUpload",
+            "AbortMultipartUpload", "ListParts", "ListMultipartUploads",
+        )
+    },
+}
+
+_resolved: dict[tuple[str, str], Handler] = {}
+
+
+def resolve(service: str, operation: str) -> Handler | None:
+    """The handler for ``operation`` of ``service``, or None when not implemented."""
+    key = (service, operation)
+    handler = _resolved.get(key)
+    if handler is not None:
+        return handler
+    target = OPERATIONS.get(service, {}).get(operation)
+    if target is None or ":" not in target:
+        return None
+    module_name, function_name = target.split(":", 1)
+    handler = getattr(importlib.import_module(module_name), function_name)
+    _resolved[key] = handler
+    return handler
+
+
+def register(service: str, operation: str, target: str) -> None:
+    """Add or replace the handler for an operation (``"module:function"``)."""
+    OPERATIONS.setdefault(service, {})[operation] = target
+    _resolved.pop((service, operation), None)

@@ -1,0 +1,110 @@
+"""Run the one-port server in the foreground (``openmaker server``).
+
+The server records its address in ``<home>/server.json`` while it runs, so the SDK and
+``openmaker status`` can find it; SIGINT and SIGTERM stop it cleanly (in-flight requests
+finish, the record is removed).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from openmaker.config import ConfigError, Settings, replace
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind_allowed(settings: Settings) -> None:
+    """Without access keys anyone could call the server, so it only listens on loopback."""
+    if not settings.auth_enabled and not is_loopback(settings.host):
+        raise ConfigError(
+            f"refusing to listen on {settings.host} without access keys: anyone who can reach "
+            "it could use it. Set OPENMAKER_ACCESS_KEY_ID and OPENMAKER_SECRET_ACCESS_KEY (or "
+            "[auth] keys in openmaker.toml), or listen on 127.0.0.1."
+        )
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def write_server_info(settings: Settings) -> None:
+    info = {"pid": os.getpid(), "url": settings.url, "host": settings.host,
+            "port": settings.port, "home": str(settings.home), "started": time.time()}
+    path = settings.server_info_path
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(json.dumps(info))
+    os.replace(temporary, path)
+
+
+def read_server_info(home: Path) -> dict | None:
+    """The record of the server running on ``home``, or None (stale records are ignored)."""
+    try:
+        info = json.loads((home / "server.json").read_text())
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info
+
+
+def _remove_server_info(settings: Settings) -> None:
+    try:
+        info = json.loads(settings.server_info_path.read_text())
+        if info.get("pid") == os.getpid():
+            settings.server_info_path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def serve(settings: Settings, log_level: str = "warning") -> None:
+    """Serve every API on ``settings.host:settings.port`` until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from openmaker.api.app import OpenmakerApp
+    from openmaker.core.platform import Platform
+
+    check_bind_allowed(settings)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    sock = bind_socket(settings.host, settings.port)
+    settings = replace(settings, port=sock.getsockname()[1])
+    platform = Platform(settings)
+    platform.objects  # open the stores before accepting requests: config errors show now
+    platform.resources
+    app = OpenmakerApp(platform)
+    config = uvicorn.Config(
+        app, log_level=log_level, access_log=False, server_header=False, lifespan="on",
+        timeout_keep_alive=75, timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    write_server_info(settings)
+    print(f"openmaker server listening on {settings.url} (home: {settings.home})", flush=True)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        _remove_server_info(settings)
+        platform.close()
+        sock.close()
+        print("openmaker server stopped", file=sys.stderr, flush=True)

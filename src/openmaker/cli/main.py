@@ -1,0 +1,184 @@
+"""The ``openmaker`` command. Heavy modules are imported inside each command so that
+``openmaker --help`` answers at once."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+EPILOG = """examples:
+  openmaker server --port 7777              serve every API on one port (foreground)
+  openmaker storage cp data/ s3://bucket/data/ --recursive
+  openmaker storage ls s3://bucket/data/
+  openmaker status
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="openmaker",
+        description="A local-first ML platform that speaks the SageMaker and AWS APIs.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    server = commands.add_parser("server", help="run the server in the foreground",
+                                 description="Serve every API on one port until Ctrl-C.")
+    server.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    server.add_argument("--port", type=int, help="port to listen on (default 7777; 0 = any)")
+    server.add_argument("--home", help="home directory (default $OPENMAKER_HOME or "
+                                       "~/.openmaker)")
+    server.add_argument("--log-level", default="warning",
+                        choices=["critical", "error", "warning", "info", "debug"])
+
+    storage = commands.add_parser("storage", help="copy, list and remove objects",
+                                  description="Objects in the server's object store.")
+    storage.add_argument("--url", help="server URL (default $OPENMAKER_URL, else the "
+                                       "server on this home, else a new one)")
+    storage.add_argument("--home", help="home directory")
+    actions = storage.add_subparsers(dest="action", metavar="ACTION", required=True)
+    cp = actions.add_parser("cp", help="copy local <-> s3:// (or s3:// -> s3://)")
+    cp.add_argument("source")
+    cp.add_argument("destination")
+    cp.add_argument("-r", "--recursive", action="store_true", help="copy a directory/prefix")
+    ls = actions.add_parser("ls", help="list buckets, or objects under an s3:// prefix")
+    ls.add_argument("uri", nargs="?", default="s3://")
+    ls.add_argument("-r", "--recursive", action="store_true", help="list every key below")
+    rm = actions.add_parser("rm", help="remove an object, or a prefix with --recursive")
+    rm.add_argument("uri")
+    rm.add_argument("-r", "--recursive", action="store_true")
+    mb = actions.add_parser("mb", help="make a bucket")
+    mb.add_argument("uri")
+    rb = actions.add_parser("rb", help="remove an empty bucket")
+    rb.add_argument("uri")
+
+    status = commands.add_parser("status", help="what is running, where the home is")
+    status.add_argument("--home", help="home directory")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from openmaker import __version__
+
+        print(f"openmaker {__version__}")
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from openmaker.config import ConfigError
+
+    try:
+        return {"server": run_server, "storage": run_storage, "status": run_status}[
+            args.command](args)
+    except ConfigError as exc:
+        print(f"openmaker: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def run_server(args: argparse.Namespace) -> int:
+    from openmaker.api.server import serve
+    from openmaker.config import load_settings
+
+    settings = load_settings(args.home, host=args.host, port=args.port)
+    serve(settings, log_level=args.log_level)
+    return 0
+
+
+def run_storage(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from openmaker.sdk import Session
+
+    try:
+        session = Session(args.url, home=args.home)
+        return _storage_action(session, args)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        print(f"openmaker: {error.get('Code')}: {error.get('Message')}", file=sys.stderr)
+    except (BotoCoreError, OSError, ValueError) as exc:
+        print(f"openmaker: {exc}", file=sys.stderr)
+    return 1
+
+
+def _storage_action(session, args: argparse.Namespace) -> int:
+    from openmaker.storage.uri import S3Uri
+
+    if args.action == "ls":
+        for entry in session.list(args.uri, recursive=args.recursive):
+            if entry.is_prefix:
+                print(f"{'PRE':>30} {entry.uri}")
+            else:
+                when = entry.last_modified.strftime("%Y-%m-%d %H:%M:%S")
+                print(f"{when} {entry.size:>10} {entry.uri}")
+        return 0
+    if args.action == "mb":
+        session.make_bucket(S3Uri.parse(args.uri).bucket, exist_ok=False)
+        print(f"make_bucket: {args.uri}")
+        return 0
+    if args.action == "rb":
+        session.s3.delete_bucket(Bucket=S3Uri.parse(args.uri).bucket)
+        print(f"remove_bucket: {args.uri}")
+        return 0
+    if args.action == "rm":
+        for uri in session.remove(args.uri, recursive=args.recursive):
+            print(f"delete: {uri}")
+        return 0
+    source_remote = args.source.startswith("s3://")
+    target_remote = args.destination.startswith("s3://")
+    if source_remote and target_remote:
+        source, target = S3Uri.parse(args.source), S3Uri.parse(args.destination)
+        session.s3.copy({"Bucket": source.bucket, "Key": source.key}, target.bucket, target.key)
+        print(f"copy: {args.source} to {args.destination}")
+    elif target_remote:
+        for uri in session.upload(args.source, args.destination):
+            print(f"upload: {uri}")
+    elif source_remote:
+        for path in session.download(args.source, args.destination, recursive=args.recursive):
+            print(f"download: {path}")
+    else:
+        print("openmaker: one of source and destination must be an s3:// URI", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from openmaker.api.server import read_server_info
+    from openmaker.config import CONFIG_FILE_NAME, load_settings
+
+    settings = load_settings(args.home)
+    server = read_server_info(settings.home)
+    config_file = settings.home / CONFIG_FILE_NAME
+    status = {
+        "home": str(settings.home),
+        "config_file": str(config_file) if config_file.exists() else None,
+        "storage": (str(settings.storage_dir) if settings.storage_backend == "local"
+                    else f"s3 at {settings.s3_endpoint_url or 'AWS'}"),
+        "database": settings.resolved_database_url,
+        "auth": "SigV4 with configured keys" if settings.auth_enabled else "none (loopback only)",
+        "server": ({"url": server["url"], "pid": server["pid"]} if server else None),
+    }
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    print(f"home:      {status['home']}")
+    print(f"config:    {status['config_file'] or '(none; defaults and OPENMAKER_* variables)'}")
+    print(f"storage:   {status['storage']}")
+    print(f"database:  {status['database']}")
+    print(f"auth:      {status['auth']}")
+    if server:
+        print(f"server:    running at {server['url']} (pid {server['pid']})")
+    else:
+        print("server:    not running (start one with `openmaker server`)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

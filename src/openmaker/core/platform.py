@@ -1,0 +1,56 @@
+"""The running platform: settings plus the stores every area works through."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from openmaker.config import Settings
+
+if TYPE_CHECKING:
+    from openmaker.core.resources import ResourceStore
+    from openmaker.storage.base import ObjectStore
+
+
+class Platform:
+    """Opens the object store and the resource store on first use and shares them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+
+    @cached_property
+    def objects(self) -> ObjectStore:
+        from openmaker.storage import open_object_store
+
+        with self._lock:
+            return open_object_store(self.settings)
+
+    @cached_property
+    def resources(self) -> ResourceStore:
+        from openmaker.core.resources import open_resource_store
+
+        with self._lock:
+            return open_resource_store(self.settings)
+
+    def close(self) -> None:
+        store = self.__dict__.pop("resources", None)
+        if store is not None and hasattr(store, "close"):
+            store.close()
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Who is calling and where: handed to every operation handler."""
+
+    platform: Platform
+    region: str
+    account_id: str
+    request_id: str
+    access_key_id: str | None = None
+
+    @property
+    def settings(self) -> Settings:
+        return self.platform.settings
