@@ -100,6 +100,8 @@ class OpenmakerApp:
                 service = TARGET_PREFIXES.get(target.split(".", 1)[0], "unknown-json")
             elif self.sts.looks_like_query(request):
                 service = "sts"
+            elif (request.header("content-type") or "").startswith("application/x-amz-json"):
+                service = "sagemaker"  # a JSON-protocol call that lost its target header
             else:
                 service = "s3"
         if service == "s3":

@@ -1,18 +1,17 @@
 """Assemble a REST request's input members from its URI, query string and headers, as
 botocore's model places them, and validate them like any other input.
 
-Header and query values arrive as text; they are converted to the member's type first
-(``max-keys=abc`` fails naming ``maxKeys``), then ``core/validation.py`` checks enums,
-lengths, ranges and patterns. The payload member (the body) is left to the protocol.
+Header and query values arrive as text; ``core/validation.py`` converts them to the
+member's type (``max-keys=abc`` fails naming ``maxKeys``) and checks enums, lengths,
+ranges and patterns. The payload member (the body) is decoded by the protocol.
 """
 
 from __future__ import annotations
 
 import functools
-from email.utils import parsedate_to_datetime
 
 from openmaker.api.http import Request
-from openmaker.core import errors, validation
+from openmaker.core import validation
 
 
 @functools.cache
@@ -29,42 +28,6 @@ def _locations(operation) -> tuple[tuple[str, str, str, str], ...]:
             found.append((name, location, member.serialization.get("name", name),
                           member.type_name))
     return tuple(found)
-
-
-def _lower_camel(name: str) -> str:
-    return name[:1].lower() + name[1:]
-
-
-def _convert(member: str, kind: str, text: str) -> object:
-    if kind in ("integer", "long"):
-        try:
-            return int(text)
-        except ValueError:
-            raise errors.ValidationException(
-                f"1 validation error detected: Value '{text}' at '{_lower_camel(member)}' "
-                "failed to satisfy constraint: Member must be of type integer"
-            ) from None
-    if kind in ("float", "double"):
-        try:
-            return float(text)
-        except ValueError:
-            raise errors.ValidationException(
-                f"1 validation error detected: Value '{text}' at '{_lower_camel(member)}' "
-                "failed to satisfy constraint: Member must be of type number"
-            ) from None
-    if kind == "boolean":
-        if text.lower() not in ("true", "false"):
-            raise errors.ValidationException(
-                f"1 validation error detected: Value '{text}' at '{_lower_camel(member)}' "
-                "failed to satisfy constraint: Member must be true or false"
-            )
-        return text.lower() == "true"
-    if kind == "timestamp":
-        try:
-            return parsedate_to_datetime(text).timestamp()
-        except (TypeError, ValueError):
-            return text  # ISO-8601 and epoch forms are left to the validator
-    return text
 
 
 def parse_rest_input(
@@ -84,15 +47,17 @@ def parse_rest_input(
                 continue
             text = query.get(wire_name)
             if text is not None:
-                params[member] = _convert(member, kind, text)
+                params[member] = text
         elif location == "header":
             text = request.header(wire_name.lower())
             if text is not None:
-                params[member] = _convert(member, kind, text)
+                params[member] = text
         else:  # "headers": every header with the prefix, e.g. x-amz-meta-
             prefix = wire_name.lower()
             values = {name[len(prefix):]: value for name, value in request.headers
                       if name.startswith(prefix) and len(name) > len(prefix)}
             if values:
                 params[member] = values
-    return validation.parse_params(operation.input_shape, params, protocol="rest")
+    return validation.parse_params(
+        operation.input_shape, params, protocol=operation.service_model.protocol
+    )

@@ -203,10 +203,7 @@ class S3Protocol(Protocol):
         handler = getattr(self, "op_" + name)
         declared_hash = request.header("x-amz-content-sha256")
         if name in STREAMED_OPERATIONS:
-            if self.app.settings.auth_enabled and declared_hash is None:
-                raise errors.InvalidRequest(
-                    "Missing required header for this request: x-amz-content-sha256"
-                )
+            # the payload hash is checked as the body streams (S3Call.upload_stream)
             verified = self.app.authenticate(signed, self.dialect)
             body = None
         else:
@@ -593,7 +590,8 @@ class S3Protocol(Protocol):
             f'<ListPartsResult xmlns="{NAMESPACE}"><Bucket>{_x(call.bucket)}</Bucket>'
             f"<Key>{_x(call.key)}</Key><UploadId>{_x(params['UploadId'])}</UploadId>"
             f"<PartNumberMarker>{marker}</PartNumberMarker>"
-            f"{f'<NextPartNumberMarker>{next_marker}</NextPartNumberMarker>' if next_marker else ''}"
+            + (f"<NextPartNumberMarker>{next_marker}</NextPartNumberMarker>"
+               if next_marker else "") +
             f"<MaxParts>{max_parts}</MaxParts><IsTruncated>{_bool(page.is_truncated)}"
             f"</IsTruncated>{entries}<StorageClass>STANDARD</StorageClass>"
             f"{call.owner('Initiator')}{call.owner()}</ListPartsResult>"
@@ -719,7 +717,7 @@ class S3Call:
         if chunked:
             chunks = body_checks.decode_aws_chunked(
                 chunks, verified=self.verified, payload_mode=declared or "UNSIGNED-PAYLOAD",
-                decoded_length=length,
+                decoded_length=length, declared_trailer=request.header("x-amz-trailer"),
             )
         elif self.verified is not None and _is_hex_hash(declared):
             chunks = body_checks.verify_sha256(chunks, declared)

@@ -24,6 +24,8 @@ _STANDARD_LIST_MEMBERS = {
     "StatusEquals": "status_equals",
     "CreationTimeAfter": "creation_time_after",
     "CreationTimeBefore": "creation_time_before",
+    "CreatedAfter": "creation_time_after",
+    "CreatedBefore": "creation_time_before",
     "LastModifiedTimeAfter": "last_modified_time_after",
     "LastModifiedTimeBefore": "last_modified_time_before",
     "SortBy": "sort_by",
@@ -104,7 +106,6 @@ class ListSpec:
     operation: str
     resource_type: str  # the ARN resource type the store keys resources by
     result_key: str
-    input_members: frozenset[str]
 
 
 def generic_handler(operation: str):
@@ -135,7 +136,6 @@ def list_spec(operation: str) -> ListSpec | None:
         operation=operation,
         resource_type=_arn_type(noun, item),
         result_key=result_key,
-        input_members=frozenset(model.input_shape.members),
     )
 
 

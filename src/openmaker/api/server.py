@@ -91,8 +91,8 @@ def serve(settings: Settings, log_level: str = "warning") -> None:
     sock = bind_socket(settings.host, settings.port)
     settings = replace(settings, port=sock.getsockname()[1])
     platform = Platform(settings)
-    platform.objects  # open the stores before accepting requests: config errors show now
-    platform.resources
+    # open the stores before accepting requests, so configuration errors show at once
+    _ = platform.objects, platform.resources
     app = OpenmakerApp(platform)
     config = uvicorn.Config(
         app, log_level=log_level, access_log=False, server_header=False, lifespan="on",

@@ -6,11 +6,13 @@ The canonical request follows botocore's ``SigV4Auth`` / ``S3SigV4Auth`` /
 ``/~`` safe; query parameters are decoded and re-encoded with AWS's unreserved set and
 sorted by key, then value. Errors are raised in the flavour of the calling protocol
 (``dialect``): ``"s3"`` (S3 REST), ``"json"`` (AWS JSON, e.g. SageMaker) or ``"query"``
-(STS and other query services).
+(STS and other query services). For S3 alone, the legacy HMAC-SHA1 signature (version 2) is
+verified too, because botocore's ``generate_presigned_url`` still uses it by default.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 from collections.abc import Callable
@@ -22,6 +24,7 @@ from urllib.parse import quote, unquote, unquote_to_bytes
 
 from openmaker.core.errors import (
     AccessDenied,
+    AuthorizationHeaderMalformed,
     AwsError,
     IncompleteSignatureException,
     InvalidAccessKeyId,
@@ -111,6 +114,8 @@ class VerifiedSignature:
     presigned: bool = False
     security_token: str | None = None
     signed_headers: tuple[str, ...] = ()
+    signature_version: int = 4  # 2 for S3's legacy HMAC-SHA1 scheme (no scope, no region)
+    trailer: str | None = None  # the x-amz-trailer header, for decode_aws_chunked
 
 
 @lru_cache(maxsize=512)
@@ -176,11 +181,18 @@ def credential_scope(request: SignedRequest) -> CredentialScope | None:
         auth = _first_header(request.headers, "authorization")
         presigned = False
         if auth is not None:
+            if auth.startswith("AWS "):
+                access_key_id = auth[4:].partition(":")[0].strip()
+                return CredentialScope(access_key_id, "", "", "s3") if access_key_id else None
             algorithm, fields, _ = _auth_fields(auth)
             credential = fields.get("Credential") if algorithm == ALGORITHM else None
         else:
             credential = _query_credential(request.query_string)
             presigned = True
+            if credential is None and "AWSAccessKeyId=" in request.query_string:
+                for param in _parse_query(request.query_string):
+                    if param.name == "AWSAccessKeyId" and param.value:
+                        return CredentialScope(param.value, "", "", "s3", presigned=True)
         if not credential:
             return None
         parts = _split_credential(credential)
@@ -209,8 +221,9 @@ def _parse_query(query_string: str) -> list[_QueryParam]:
         raw_name, _, raw_value = pair.partition("=")
         if not raw_name and not raw_value:
             continue
-        name_bytes = unquote_to_bytes(raw_name)
-        value_bytes = unquote_to_bytes(raw_value)
+        # '+' means a space in a query, as botocore's own urlencode of ``params`` sends it.
+        name_bytes = unquote_to_bytes(raw_name.replace("+", " "))
+        value_bytes = unquote_to_bytes(raw_value.replace("+", " "))
         params.append(_QueryParam(
             name_bytes.decode("utf-8", "replace"),
             value_bytes.decode("utf-8", "replace"),
@@ -319,10 +332,8 @@ def _missing(dialect: str) -> AwsError:
 
 
 def _malformed(dialect: str, message: str) -> AwsError:
-    # S3 itself answers AuthorizationHeaderMalformed / AuthorizationQueryParametersError;
-    # errors.py has no such class, so S3 callers get InvalidRequest with the same text.
     if dialect == "s3":
-        return InvalidRequest(message)
+        return AuthorizationHeaderMalformed(message)
     return IncompleteSignatureException(message)
 
 
@@ -420,7 +431,7 @@ def _header_claim(request: SignedRequest, auth_values: list[str], dialect: str) 
     value = auth_values[0]
     algorithm, fields, duplicates = _auth_fields(value)
     if algorithm != ALGORITHM:
-        if dialect == "s3":
+        if dialect == "s3" and algorithm:
             raise InvalidRequest(
                 "The authorization mechanism you have provided is not supported. "
                 "Please use AWS4-HMAC-SHA256."
@@ -642,15 +653,14 @@ def verify(
         )
         raise InvalidArgument(message) if dialect == "s3" else _malformed(dialect, message)
     if auth_values:
+        if dialect == "s3" and len(auth_values) == 1 and auth_values[0].startswith("AWS "):
+            return _verify_v2(request, params, auth_values[0], secret_for, now, max_skew_seconds)
         claim = _header_claim(request, auth_values, dialect)
     elif presigned:
         claim = _query_claim(params, dialect)
+    elif dialect == "s3" and any(p.name == "AWSAccessKeyId" for p in params):
+        return _verify_v2(request, params, None, secret_for, now, max_skew_seconds)
     else:
-        if dialect == "s3" and any(p.name == "AWSAccessKeyId" for p in params):
-            raise InvalidRequest(
-                "The authorization mechanism you have provided is not supported. "
-                "Please use AWS4-HMAC-SHA256."
-            )
         raise _missing(dialect)
 
     access_key_id, date, region, service, _ = claim.credential
@@ -723,4 +733,130 @@ def verify(
         presigned=claim.presigned,
         security_token=claim.security_token,
         signed_headers=tuple(signed),
+        trailer=_first_header(headers, "x-amz-trailer"),
+    )
+
+
+# --- S3's legacy signature version 2 ---------------------------------------------------------
+# botocore still presigns S3 URLs this way by default (HmacV1QueryAuth), and signs with it when
+# a client asks for signature_version="s3" (HmacV1Auth); this mirrors both.
+
+_V2_SUBRESOURCES = frozenset({
+    "accelerate", "acl", "cors", "defaultObjectAcl", "location", "logging", "partNumber",
+    "policy", "requestPayment", "torrent", "versioning", "versionId", "versions", "website",
+    "uploads", "uploadId", "response-content-type", "response-content-language",
+    "response-expires", "response-cache-control", "response-content-disposition",
+    "response-content-encoding", "delete", "lifecycle", "tagging", "restore", "storageClass",
+    "notification", "replication", "analytics", "metrics", "inventory", "select",
+    "select-type", "object-lock",
+})  # botocore's HmacV1Auth.QSAOfInterest
+
+
+def _v2_string_to_sign(
+    request: SignedRequest, params: list[_QueryParam], date_line: str, presigned: bool
+) -> str:
+    # botocore's HmacV1Auth.canonical_string, read back from what arrived.
+    headers = request.headers
+    query = {p.name: p.value for p in params} if presigned else {}
+    lines = [request.method.upper()]
+    for name in ("content-md5", "content-type"):
+        value = _first_header(headers, name)
+        lines.append((value if value is not None else query.get(name, "")).strip())
+    lines.append(date_line)
+    amz: dict[str, list[str]] = {}
+    for name, value in headers:
+        if name.startswith("x-amz-"):
+            amz.setdefault(name, []).append(value.strip())
+    if presigned:  # HmacV1QueryAuth moves the signed x-amz-* headers into the query
+        for name, value in query.items():
+            if name.lower().startswith("x-amz-"):
+                amz[name.lower()] = [value.strip()]
+    lines.extend(f"{name}:{','.join(amz[name])}" for name in sorted(amz))
+    subresources = []
+    for pair in request.query_string.split("&") if request.query_string else ():
+        name, eq, value = pair.partition("=")
+        if name in _V2_SUBRESOURCES:
+            subresources.append((name, f"{name}={unquote(value)}" if eq else name))
+    subresources.sort(key=lambda item: item[0])  # stable, by name only, as botocore sorts
+    resource = request.raw_path
+    if resource.count("/") == 1 and len(resource) > 1:
+        resource += "/"  # a bucket's canonical resource is "/bucket/" (botocore's auth_path)
+    if subresources:
+        resource += "?" + "&".join(text for _, text in subresources)
+    lines.append(resource)
+    return "\n".join(lines)
+
+
+def _verify_v2(
+    request: SignedRequest,
+    params: list[_QueryParam],
+    authorization: str | None,
+    secret_for: Callable[[str], str | None],
+    now: datetime,
+    max_skew: int,
+) -> VerifiedSignature:
+    presigned = authorization is None
+    if presigned:
+        found = {p.name: p.value for p in params}
+        access_key_id = found.get("AWSAccessKeyId", "")
+        provided = found.get("Signature", "")
+        expires_text = found.get("Expires", "")
+        if not provided or not expires_text or not set(expires_text) <= _DIGITS:
+            raise AccessDenied(
+                "Query-string authentication requires the Signature, Expires and "
+                "AWSAccessKeyId parameters"
+            )
+        expires = datetime.fromtimestamp(min(int(expires_text), 253402300799), UTC)
+        if now > expires:
+            raise AccessDenied("Request has expired", Expires=_iso(expires),
+                               ServerTime=_iso(now))
+        date_line = expires_text
+        token = found.get("x-amz-security-token")
+    else:
+        access_key_id, colon, provided = authorization[4:].strip().rpartition(":")
+        if not colon or not access_key_id or not provided:
+            raise InvalidArgument(
+                "AWS authorization header is invalid. Expected AwsAccessKeyId:signature"
+            )
+        date_line = (_first_header(request.headers, "date") or "").strip()
+        stamp = _first_header(request.headers, "x-amz-date") or date_line
+        try:
+            moment = parsedate_to_datetime(stamp.strip()) if stamp else None
+        except (TypeError, ValueError):
+            moment = None
+        if moment is None:
+            raise AccessDenied("AWS authentication requires a valid Date or x-amz-date header")
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        if abs((moment - now).total_seconds()) > max_skew:
+            raise _s3_skewed(stamp, now, max_skew)
+        token = _first_header(request.headers, "x-amz-security-token")
+    secret = secret_for(access_key_id)
+    if secret is None:
+        raise _unknown_key("s3", access_key_id)
+    string_to_sign = _v2_string_to_sign(request, params, date_line, presigned)
+    expected = base64.b64encode(
+        hmac.new(secret.encode("utf-8"), string_to_sign.encode("utf-8"), hashlib.sha1).digest()
+    ).decode("ascii")
+    if not _same(expected, provided):
+        raise SignatureDoesNotMatch(
+            "The request signature we calculated does not match the signature you provided. "
+            "Check your key and signing method.",
+            AWSAccessKeyId=access_key_id,
+            StringToSign=string_to_sign,
+            SignatureProvided=provided,
+        )
+    declared = _first_header(request.headers, "x-amz-content-sha256")
+    return VerifiedSignature(
+        access_key_id=access_key_id,
+        region="",
+        service="s3",
+        payload_hash=declared.strip() if declared else UNSIGNED_PAYLOAD,
+        signing_key=b"",
+        seed_signature=provided,
+        amz_date="",
+        scope="",
+        presigned=presigned,
+        security_token=token,
+        signature_version=2,
     )

@@ -37,12 +37,13 @@ class StsProtocol(Protocol):
 
     async def handle(self, request: Request, signed: sigv4.SignedRequest) -> Response:
         body = await request.read_body(
-            MAX_BODY, errors.RequestEntityTooLarge(f"STS accepts bodies of at most {MAX_BODY} bytes.")
+            MAX_BODY,
+            errors.RequestEntityTooLarge(f"STS accepts bodies of at most {MAX_BODY} bytes."),
         )
         verified = self.app.authenticate(signed, self.dialect, hashlib.sha256(body).hexdigest())
         try:
             form = dict(parse_qsl(request.query_string, keep_blank_values=True))
-            form.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False))
+            form.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
         except UnicodeDecodeError:
             raise errors.SerializationException("The form body is not UTF-8.") from None
         action = form.pop("Action", None)

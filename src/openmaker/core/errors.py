@@ -113,6 +113,10 @@ SignatureDoesNotMatch = _error(
 InvalidAccessKeyId = _error(
     "InvalidAccessKeyId", "InvalidAccessKeyId", 403, "S3: the access key id is unknown."
 )
+AuthorizationHeaderMalformed = _error(
+    "AuthorizationHeaderMalformed", "AuthorizationHeaderMalformed", 400,
+    "S3: the Authorization header or presigned query is malformed.",
+)
 RequestTimeTooSkewed = _error(
     "RequestTimeTooSkewed", "RequestTimeTooSkewed", 403,
     "S3: the request time is too far from the server's.",

@@ -229,7 +229,7 @@ _resources = sa.Table(
     sa.Column("status", _Key, nullable=False),
     sa.Column("creation_time_us", sa.BigInteger, nullable=False),
     sa.Column("last_modified_time_us", sa.BigInteger, nullable=False),
-    sa.Column("record", sa.JSON(none_as_null=True), nullable=False),
+    sa.Column("record", sa.JSON(), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Index("ux_resources_type_name", "resource_type", "name_key", unique=True),
     sa.Index("ux_resources_arn", "arn", unique=True),
@@ -359,7 +359,8 @@ def _decode_token(token: str, kind: str, binding: str) -> list[Any]:
         "repeat the request without NextToken to start from the first page."
     )
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        padded = token + "=" * (-len(token) % 4)
+        raw = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
         check, payload = raw[:_CHECK_CHARS], raw[_CHECK_CHARS:]
         if hashlib.sha256(payload.encode()).hexdigest()[:_CHECK_CHARS] != check:
             raise garbled
@@ -442,7 +443,11 @@ class SqlResourceStore(ResourceStore):
         self.account_id = account_id
         self._engine = _make_engine(url)
         self._dialect = self._engine.dialect.name
-        self._initialise_schema()
+        try:
+            self._initialise_schema()
+        except BaseException:
+            self._engine.dispose()
+            raise
 
     @property
     def url(self) -> str:
@@ -642,29 +647,26 @@ class SqlResourceStore(ResourceStore):
             raise ValueError(f"record filter field {key!r} must be a top-level field name")
         column = _resources.c.record
         if self._dialect == "postgresql":
-            kind = sa.func.json_typeof(column[key])
+            kind = sa.func.json_typeof(column[key])  # string, number, boolean, null
             text = column[key].as_string()
-            types = {"null": "null", "string": "string", "boolean": "boolean",
-                     "number": ("number",)}
+            is_string, is_number = kind == "string", kind == "number"
+            is_true = sa.and_(kind == "boolean", text == "true")
+            is_false = sa.and_(kind == "boolean", text == "false")
         else:
             path = f'$."{key}"'
-            kind = sa.func.json_type(column, path)
+            kind = sa.func.json_type(column, path)  # text, integer, real, true, false, null
             text = sa.func.json_extract(column, path)
-            types = {"null": "null", "string": "text", "boolean": None,
-                     "number": ("integer", "real")}
-        if value is None:  # absent or JSON null
-            return sa.or_(kind.is_(None), kind == types["null"])
+            is_string, is_number = kind == "text", kind.in_(("integer", "real"))
+            is_true, is_false = kind == "true", kind == "false"
+        if value is None:  # absent (json type NULL) or JSON null
+            return sa.or_(kind.is_(None), kind == "null")
         if isinstance(value, bool):
-            literal = "true" if value else "false"
-            if types["boolean"] is None:  # SQLite's json_type names true and false apart
-                return kind == literal
-            return sa.and_(kind == types["boolean"], text == literal)
+            return is_true if value else is_false
         if isinstance(value, str):
-            return sa.and_(kind == types["string"], text == value)
+            return sa.and_(is_string, text == value)
         if isinstance(value, int | float):
-            number = sa.case((kind.in_(types["number"]), sa.cast(text, sa.Numeric)),
-                             else_=None)
-            return number == value
+            # CASE guards the cast: PostgreSQL may evaluate AND operands in any order
+            return sa.case((is_number, sa.cast(text, sa.Numeric)), else_=None) == value
         raise TypeError(
             f"record filter {key!r} compares with a {type(value).__name__}; "
             "use str, int, float, bool or None"

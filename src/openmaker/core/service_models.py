@@ -56,3 +56,18 @@ def operation_model(service: str, op: str) -> OperationModel | None:
 def list_operations(service: str) -> list[str]:
     """The names of every operation of ``service``, sorted."""
     return sorted(service_model(service).operation_names)
+
+
+@functools.cache
+def _paginators(service: str) -> dict:
+    from botocore.exceptions import DataNotFoundError
+
+    try:
+        return _data_loader().load_service_model(service, "paginators-1").get("pagination", {})
+    except DataNotFoundError:
+        return {}
+
+
+def paginator_config(service: str, op: str) -> dict | None:
+    """botocore's paginator entry for ``op`` (``input_token``, ``result_key`` ...), if any."""
+    return _paginators(service).get(op)

@@ -207,7 +207,7 @@ def parse_params(
 
 def _parse_structure(plan: _Plan, value: Any, node: _Node | None, text: _Text,
                      errors: list) -> Any:
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):
         errors.append((node, value, "Member must be of type structure"))
         return None
     struct = plan.struct()
@@ -231,7 +231,7 @@ def _parse_structure(plan: _Plan, value: Any, node: _Node | None, text: _Text,
 
 def _parse_list(plan: _Plan, value: Any, node: _Node, text: _Text,
                 errors: list) -> Any:
-    if not isinstance(value, list | tuple):
+    if type(value) is not list and not isinstance(value, tuple):
         if not (text and isinstance(value, str)):
             errors.append((node, value, "Member must be of type list"))
             return None
@@ -245,7 +245,7 @@ def _parse_list(plan: _Plan, value: Any, node: _Node, text: _Text,
 
 
 def _parse_map(plan: _Plan, value: Any, node: _Node, text: _Text, errors: list) -> Any:
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):
         errors.append((node, value, "Member must be of type map"))
         return None
     _check_size(plan, len(value), value, node, errors)
@@ -525,6 +525,9 @@ def _json_kind(value: object) -> str:
 
 _UNCOMPILED = object()
 _patterns: dict[str, Any] = {}
+_MATCH_EVERYTHING = frozenset({
+    "[\\S\\s]*", "[\\s\\S]*", "^[\\S\\s]*$", "^[\\s\\S]*$", "[\\p{all}]*", "(?s).*",
+})
 
 # Java's POSIX classes are ASCII-only; the regex module reads the same names as Unicode.
 _POSIX_CLASSES = {
@@ -547,6 +550,9 @@ def _compile_pattern(pattern: str) -> Any:
         return _patterns[pattern]
     except KeyError:
         pass
+    if pattern in _MATCH_EVERYTHING:
+        _patterns[pattern] = None
+        return None
     import regex
 
     try:
@@ -560,9 +566,11 @@ def _compile_pattern(pattern: str) -> Any:
 
 
 def _matches(compiled: Any, value: str) -> bool:
-    try:
+    if len(value) < 1024:
+        return compiled.fullmatch(value) is not None
+    try:  # long values could make a backtracking pattern crawl
         return compiled.fullmatch(value, timeout=1.0) is not None
-    except TimeoutError:  # a pathological value: don't reject what we could not decide
+    except TimeoutError:  # don't reject what could not be decided
         return True
 
 
@@ -576,6 +584,12 @@ def _translate_java_regex(pattern: str) -> tuple[str, bool]:
     i, n = 0, len(pattern)
     while i < n:
         ch = pattern[i]
+        if depth and ch == "-" and out and isinstance(out[-1], tuple | _InlinedSet):
+            # Java reads '-' after a class escape as a literal; after the inlined ASCII
+            # range it would start a new range.
+            out.append("\\-")
+            i += 1
+            continue
         if ch == "\\" and i + 1 < n:
             nxt = pattern[i + 1]
             if nxt in "pP" and i + 2 < n:
@@ -649,6 +663,12 @@ def _finish_class(out: list, start: int, class_has_negated: bool) -> None:
             out[j] = f"\\{letter}" if class_has_negated else body
 
 
+class _InlinedSet(str):
+    """A POSIX class's ASCII ranges written into an enclosing character class."""
+
+    __slots__ = ()
+
+
 def _property(name: str, negated: bool, in_class: bool) -> str:
     body = _POSIX_CLASSES.get(name)
     if body is None:
@@ -656,7 +676,7 @@ def _property(name: str, negated: bool, in_class: bool) -> str:
     if in_class:
         if negated:  # no way to inline a complement into a class; keep Unicode semantics
             return f"\\P{{{name}}}"
-        return body
+        return _InlinedSet(body)
     return f"[{'^' if negated else ''}{body}]"
 
 

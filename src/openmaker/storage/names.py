@@ -1,16 +1,18 @@
-"""Bucket-name and object-key rules, checked the same way by every object store."""
+"""Rules every object store applies the same way: bucket names, keys, ranges, parts, bodies."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from openmaker.core.errors import (
+    InvalidArgument,
     InvalidBucketName,
     InvalidObjectName,
     InvalidRange,
     KeyTooLongError,
 )
-from openmaker.storage.base import MAX_KEY_BYTES
+from openmaker.storage.base import MAX_KEY_BYTES, MAX_PART_NUMBER, Body
 
 _BUCKET_CHARS = re.compile(r"[a-z0-9][a-z0-9.-]*[a-z0-9]\Z")
 _IP_ADDRESS = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\Z")
@@ -66,7 +68,9 @@ def check_key(key: str) -> bytes:
     try:
         data = key.encode("utf-8")
     except UnicodeEncodeError:
-        raise _invalid(key, "an object key must be valid Unicode (it holds a lone surrogate)")
+        raise _invalid(
+            key, "an object key must be valid Unicode (it holds a lone surrogate)"
+        ) from None
     if len(data) > MAX_KEY_BYTES:
         raise KeyTooLongError("Your key is too long", Size=len(data), MaxSizeAllowed=MAX_KEY_BYTES)
     if b"\0" in data:
@@ -119,3 +123,29 @@ def _invalid_range(size: int, first: int | None, last: int | None) -> InvalidRan
     return InvalidRange(
         "The requested range is not satisfiable", RangeRequested=requested, ActualObjectSize=size
     )
+
+
+def check_part_number(part_number: int) -> None:
+    """Raise ``InvalidArgument`` unless ``part_number`` is 1..10000."""
+    if (not isinstance(part_number, int) or isinstance(part_number, bool)
+            or not 1 <= part_number <= MAX_PART_NUMBER):
+        raise InvalidArgument(
+            f"Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive",
+            ArgumentName="partNumber", ArgumentValue=part_number,
+        )
+
+
+def body_chunks(body: Body, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+    """The chunks of an object body: ``bytes``, an iterable of ``bytes``, or a binary file."""
+    if isinstance(body, bytes | bytearray | memoryview):
+        yield body  # type: ignore[misc]
+        return
+    read = getattr(body, "read", None)
+    if read is not None:  # a file object: iterating it would split it on newlines
+        while chunk := read(chunk_size):
+            yield chunk
+        return
+    for chunk in body:
+        if not isinstance(chunk, bytes | bytearray | memoryview):
+            raise TypeError(f"object body chunks must be bytes, got {type(chunk).__name__}")
+        yield chunk
