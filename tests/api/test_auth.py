@@ -7,8 +7,8 @@ import re
 import time
 import urllib.error
 import urllib.request
-from unittest import mock
 from datetime import UTC, datetime, timedelta
+from unittest import mock
 
 import pytest
 from botocore.auth import SigV4Auth

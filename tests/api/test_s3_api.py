@@ -395,3 +395,22 @@ def test_presigned_get_and_put(s3, bucket):
     get_url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "ps"})
     with urllib.request.urlopen(get_url) as response:
         assert response.read() == b"presigned body"
+
+
+def test_oversized_single_put_is_refused_before_the_body(server, bucket):
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connection.putrequest("PUT", f"/{bucket}/huge")
+    connection.putheader("Content-Length", str(6 * 1024**3))
+    connection.putheader("Expect", "100-continue")
+    connection.endheaders()
+    response = connection.getresponse()
+    body = response.read()
+    connection.close()
+    assert response.status == 400 and b"<Code>EntityTooLarge</Code>" in body
+    status, _, _ = raw(server, "HEAD", f"/{bucket}/huge")
+    assert status == 404
+
+
+def test_oversized_xml_body_is_refused(server, bucket):
+    status, _, body = raw(server, "POST", f"/{bucket}?delete", b"<" * (3 * MIB))
+    assert status == 400 and b"<Code>EntityTooLarge</Code>" in body

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.exceptions import ClientError, ParamValidationError
+from tests.conftest import start_server
 
 from openmaker.config import load_settings
 from openmaker.core.resources import open_resource_store
-from tests.conftest import start_server
 
 JSON_TYPE = "application/x-amz-json-1.1"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -79,6 +80,14 @@ def _remove_server_info(settings: Settings) -> None:
         pass
 
 
+class _Stopped(Exception):
+    """Raised by the signal handler once uvicorn has shut down."""
+
+
+def _stop_after_drain(signum: int, frame: object) -> None:
+    raise _Stopped(signal.Signals(signum).name)
+
+
 def serve(settings: Settings, log_level: str = "warning") -> None:
     """Serve every API on ``settings.host:settings.port`` until SIGINT/SIGTERM."""
     import uvicorn
@@ -99,10 +108,17 @@ def serve(settings: Settings, log_level: str = "warning") -> None:
         timeout_keep_alive=75, timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
+    # uvicorn drains requests on SIGINT/SIGTERM, then re-raises the signal to the handler
+    # that was installed before it: make that handler end the process normally (status 0,
+    # server.json removed) rather than die from the signal.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _stop_after_drain)
     write_server_info(settings)
     print(f"openmaker server listening on {settings.url} (home: {settings.home})", flush=True)
     try:
         server.run(sockets=[sock])
+    except _Stopped:
+        pass
     finally:
         _remove_server_info(settings)
         platform.close()
