@@ -110,6 +110,9 @@ def _convert(name: str, value: object, kind: type, where: str) -> object:
             return False
         raise ConfigError(f"{where} must be true or false, got {value!r}")
     if kind is int:
+        # TOML's true and 7777.5 would otherwise pass through int() as 1 and 7777
+        if isinstance(value, bool | float):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
         try:
             return int(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
@@ -124,9 +127,27 @@ def _read_toml(path: Path) -> dict:
         return {}
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            document = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    for section in ("server", "storage", "database", "auth"):
+        if not isinstance(document.get(section, {}), dict):
+            raise ConfigError(
+                f"{path}: {section} must be a table ([{section}] on a line of its own), "
+                f"got {document[section]!r}"
+            )
+    known: dict[str, set[str]] = {"auth": {"access_key_id", "secret_access_key", "keys"}}
+    for _, section, key, _ in _SOURCES.values():
+        known.setdefault(section, set()).add(key)
+    for section, table in document.items():
+        if section not in known:
+            raise ConfigError(f"{path}: unknown section [{section}]; known sections: "
+                              f"{', '.join(sorted(known))}")
+        unknown = sorted(set(table) - known[section])
+        if unknown:
+            raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)} in [{section}]; "
+                              f"known: {', '.join(sorted(known[section]))}")
+    return document
 
 
 def load_settings(home: str | os.PathLike | None = None, **overrides: object) -> Settings:
@@ -156,7 +177,12 @@ def _access_keys(auth: dict, toml_path: Path) -> dict[str, str]:
                 f"{toml_path} [auth] needs both access_key_id and secret_access_key"
             )
         keys[str(auth["access_key_id"])] = str(auth["secret_access_key"])
-    for index, entry in enumerate(auth.get("keys", [])):
+    entries = auth.get("keys", [])
+    if not isinstance(entries, list):
+        raise ConfigError(
+            f"{toml_path} [auth] keys must be an array of tables, one [[auth.keys]] per key"
+        )
+    for index, entry in enumerate(entries):
         if not (isinstance(entry, dict) and entry.get("access_key_id")
                 and entry.get("secret_access_key")):
             raise ConfigError(
@@ -182,7 +208,10 @@ def _check(settings: Settings) -> None:
             "(OPENMAKER_STORAGE_BACKEND or [storage] backend)"
         )
     if not 0 <= settings.port <= 65535:
-        raise ConfigError(f"server port must be between 0 and 65535, got {settings.port}")
+        raise ConfigError(
+            f"server port must be between 0 and 65535, got {settings.port} "
+            "(OPENMAKER_PORT or [server] port)"
+        )
     if not (len(settings.account_id) == 12 and settings.account_id.isdigit()):
         raise ConfigError(
             f"account id must be 12 digits, got {settings.account_id!r} (OPENMAKER_ACCOUNT_ID)"

@@ -16,6 +16,7 @@ import pytest
 
 from openmaker.core.errors import NoSuchBucket, NoSuchKey
 from openmaker.storage import DEFAULT_CONTENT_TYPE, MIN_PART_SIZE
+from openmaker.storage import local as local_module
 from openmaker.storage.local import LocalObjectStore
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -216,22 +217,24 @@ def test_fsync_store_works(tmp_path):
 
 
 # -- crash consistency --------------------------------------------------------------------
-CRASH_AT_RENAME = """
+CRASH_DURING_PUT = """
 import os, sys
 from openmaker.storage.local import LocalObjectStore
 store = LocalObjectStore(sys.argv[1], fsync=True)
-crash_after, renames = int(sys.argv[3]), 0
-real_rename = os.rename
-def rename(source, target):
-    # The power goes out once `crash_after` renames have happened.
-    global renames
-    if renames == crash_after:
-        os._exit(17)
-    real_rename(source, target)
-    renames += 1
-os.rename = rename
+crash_at = int(sys.argv[3])
+def crashing(method, before, after):
+    # The power goes out at step `crash_at` of publishing the write.
+    def step(*args, **kwargs):
+        if crash_at == before:
+            os._exit(17)
+        result = method(*args, **kwargs)
+        if crash_at == after:
+            os._exit(17)
+        return result
+    return step
+store._append_entry = crashing(store._append_entry, 0, 1)  # the sidecar entry
+store._place = crashing(store._place, 1, 2)                # the data rename
 store.put_object("bkt", sys.argv[2], b"new data", content_type="text/new", metadata={"v": "2"})
-os._exit(0)
 """
 OLD = (quoted_md5(b"old data"), "text/old", {"v": "1"}, b"old data")
 NEW = (quoted_md5(b"new data"), "text/new", {"v": "2"}, b"new data")
@@ -243,12 +246,12 @@ def snapshot(store: LocalObjectStore, key: str) -> tuple:
 
 
 @pytest.mark.parametrize("key", ["plain/key", "overflow/"])
-@pytest.mark.parametrize(("crash_after", "expected"), [(0, OLD), (1, OLD), (2, NEW)])
-def test_a_crash_at_any_rename_leaves_old_or_new_never_a_mix(local_store, root, key,
-                                                             crash_after, expected):
+@pytest.mark.parametrize(("crash_at", "expected"), [(0, OLD), (1, OLD), (2, NEW)])
+def test_a_crash_at_any_step_leaves_old_or_new_never_a_mix(local_store, root, key,
+                                                           crash_at, expected):
     local_store.put_object("bkt", key, b"old data", content_type="text/old", metadata={"v": "1"})
-    result = run_python(CRASH_AT_RENAME, str(root), key, str(crash_after))
-    assert result.returncode == (0 if crash_after == 2 else 17), result.stderr
+    result = run_python(CRASH_DURING_PUT, str(root), key, str(crash_at))
+    assert result.returncode == 17, result.stderr
     assert snapshot(local_store, key) == expected
     [listed] = local_store.list_objects("bkt").objects
     assert listed.etag == expected[0]
@@ -258,7 +261,7 @@ def test_a_crash_at_any_rename_leaves_old_or_new_never_a_mix(local_store, root, 
 
 
 def test_crash_before_any_sidecar_for_a_new_key_leaves_nothing(local_store, root):
-    result = run_python(CRASH_AT_RENAME, str(root), "fresh", "1")
+    result = run_python(CRASH_DURING_PUT, str(root), "fresh", "1")
     assert result.returncode == 17, result.stderr
     with pytest.raises(NoSuchKey):
         local_store.head_object("bkt", "fresh")
@@ -271,6 +274,25 @@ def test_lost_sidecar_is_rebuilt_from_the_data(local_store, root):
         sidecar.write_text("{torn")  # a crash without fsync can leave this behind
     head = local_store.head_object("bkt", "k")
     assert head.etag == quoted_md5(b"data") and head.size == 4
+
+
+def test_a_torn_sidecar_append_loses_nothing_else(local_store, root):
+    local_store.put_object("bkt", "k", b"first", content_type="text/first")
+    [sidecar] = (root / ".openmaker" / "meta").rglob("*.json")
+    with open(sidecar, "ab") as fh:
+        fh.write(b'\n{"i":12,"s":5,"m":')  # a crash in the middle of the next append
+    assert local_store.head_object("bkt", "k").content_type == "text/first"
+    local_store.put_object("bkt", "k", b"second", content_type="text/second")
+    head = local_store.head_object("bkt", "k")
+    assert (head.etag, head.content_type) == (quoted_md5(b"second"), "text/second")
+
+
+def test_sidecars_stay_small_under_many_overwrites(local_store, root):
+    for serial in range(300):
+        local_store.put_object("bkt", "k", b"%d" % serial, metadata={"serial": str(serial)})
+    [sidecar] = (root / ".openmaker" / "meta").rglob("*.json")
+    assert sidecar.stat().st_size <= 8192 + 512
+    assert local_store.head_object("bkt", "k").metadata == {"serial": "299"}
 
 
 # -- concurrency --------------------------------------------------------------------------
@@ -303,7 +325,9 @@ def writer(store: LocalObjectStore, key: str, marker: int, count: int) -> None:
 
 
 @pytest.mark.parametrize("key", ["hot/key", "hot/"])
-def test_concurrent_writers_and_readers_in_threads(local_store, root, key):
+def test_concurrent_writers_and_readers_in_threads(local_store, root, key, monkeypatch):
+    # Compact sidecars often, so compaction races with the other writers too.
+    monkeypatch.setattr(local_module, "_SIDECAR_COMPACT_BYTES", 1024)
     errors: list[BaseException] = []
     done = threading.Event()
 
@@ -318,9 +342,15 @@ def test_concurrent_writers_and_readers_in_threads(local_store, root, key):
             check_consistent(local_store, key)
             local_store.list_objects("bkt")
 
+    def deleter():
+        while not done.is_set():
+            local_store.delete_object("bkt", key)
+            time.sleep(0.002)
+
     writers = [threading.Thread(target=guarded, args=(writer, local_store, key, m, 60))
                for m in (1, 2, 3, 4)]
     readers = [threading.Thread(target=guarded, args=(reader,)) for _ in range(3)]
+    readers.append(threading.Thread(target=guarded, args=(deleter,)))
     for thread in writers + readers:
         thread.start()
     for thread in writers:
@@ -329,7 +359,8 @@ def test_concurrent_writers_and_readers_in_threads(local_store, root, key):
     for thread in readers:
         thread.join()
     assert not errors, errors[0]
-    assert check_consistent(local_store, key) in (1, 2, 3, 4)
+    writer(local_store, key, 9, 1)
+    assert check_consistent(local_store, key) == 9
     assert list((root / ".openmaker" / "tmp").iterdir()) == []
 
 

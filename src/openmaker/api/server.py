@@ -97,6 +97,12 @@ def serve(settings: Settings, log_level: str = "warning") -> None:
 
     check_bind_allowed(settings)
     settings.home.mkdir(parents=True, exist_ok=True)
+    running = read_server_info(settings.home)
+    if running is not None and running.get("pid") != os.getpid():
+        raise ConfigError(
+            f"a server is already running on home {settings.home} at {running['url']} "
+            f"(pid {running['pid']}); stop it first or use another --home"
+        )
     sock = bind_socket(settings.host, settings.port)
     settings = replace(settings, port=sock.getsockname()[1])
     platform = Platform(settings)

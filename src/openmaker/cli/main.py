@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 EPILOG = """examples:
   openmaker server --port 7777              serve every API on one port (foreground)
@@ -93,19 +94,29 @@ def run_server(args: argparse.Namespace) -> int:
 
 
 def run_storage(args: argparse.Namespace) -> int:
+    from boto3.exceptions import Boto3Error
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from openmaker.sdk import Session
+    from openmaker.sdk import ServerStartError, Session
 
     try:
         session = Session(args.url, home=args.home)
         return _storage_action(session, args)
     except ClientError as exc:
-        error = exc.response.get("Error", {})
-        print(f"openmaker: {error.get('Code')}: {error.get('Message')}", file=sys.stderr)
-    except (BotoCoreError, OSError, ValueError) as exc:
+        print(_client_error_line(exc), file=sys.stderr)
+    except Boto3Error as exc:
+        # upload_file/download_file wrap the server's error; report the AWS code it carried
+        cause = exc.__cause__ or exc.__context__
+        line = _client_error_line(cause) if isinstance(cause, ClientError) else None
+        print(line or f"openmaker: {exc}", file=sys.stderr)
+    except (BotoCoreError, OSError, ValueError, ServerStartError) as exc:
         print(f"openmaker: {exc}", file=sys.stderr)
     return 1
+
+
+def _client_error_line(exc) -> str:
+    error = exc.response.get("Error", {})
+    return f"openmaker: {error.get('Code')}: {error.get('Message')}"
 
 
 def _storage_action(session, args: argparse.Namespace) -> int:
@@ -134,10 +145,15 @@ def _storage_action(session, args: argparse.Namespace) -> int:
     source_remote = args.source.startswith("s3://")
     target_remote = args.destination.startswith("s3://")
     if source_remote and target_remote:
-        source, target = S3Uri.parse(args.source), S3Uri.parse(args.destination)
-        session.s3.copy({"Bucket": source.bucket, "Key": source.key}, target.bucket, target.key)
-        print(f"copy: {args.source} to {args.destination}")
+        for source, target in _s3_copy_pairs(session, args):
+            session.s3.copy({"Bucket": source.bucket, "Key": source.key},
+                            target.bucket, target.key)
+            print(f"copy: {source} to {target}")
     elif target_remote:
+        if Path(args.source).is_dir() and not args.recursive:
+            print(f"openmaker: {args.source} is a directory: add --recursive to upload it",
+                  file=sys.stderr)
+            return 2
         for uri in session.upload(args.source, args.destination):
             print(f"upload: {uri}")
     elif source_remote:
@@ -147,6 +163,24 @@ def _storage_action(session, args: argparse.Namespace) -> int:
         print("openmaker: one of source and destination must be an s3:// URI", file=sys.stderr)
         return 2
     return 0
+
+
+def _s3_copy_pairs(session, args: argparse.Namespace) -> list:
+    """(source, target) S3Uris for an s3:// -> s3:// copy: one object (into a "folder" when
+    the destination ends in ``/``), or with --recursive every object under the prefix."""
+    from openmaker.storage.uri import S3Uri
+
+    source, target = S3Uri.parse(args.source), S3Uri.parse(args.destination)
+    if not args.recursive:
+        if target.is_prefix:
+            target = target.join(source.key.rsplit("/", 1)[-1])
+        return [(source, target)]
+    prefix = source.key if source.is_prefix else source.key + "/"
+    pairs = []
+    for entry in session.list(str(S3Uri(source.bucket, prefix)), recursive=True):
+        key = S3Uri.parse(entry.uri).key
+        pairs.append((S3Uri(source.bucket, key), target.join(key[len(prefix):])))
+    return pairs
 
 
 def run_status(args: argparse.Namespace) -> int:

@@ -66,6 +66,20 @@ def start_background_server(settings: Settings, port: int | None = None) -> str:
     raise ServerStartError(f"openmaker server failed to start; {log_path} ends with:\n{tail}")
 
 
+def find_or_start_server(settings: Settings) -> tuple[str, bool]:
+    """The URL of the server on this home, starting one if none runs; True if started.
+    A lock file makes concurrent callers share one server rather than start several."""
+    import fcntl
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    with open(settings.home / ".server-start.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        info = read_server_info(settings.home)
+        if info is not None:
+            return info["url"], False
+        return start_background_server(settings), True
+
+
 class Session:
     """A connection to an openmaker server.
 
@@ -95,10 +109,11 @@ class Session:
             if info is not None:
                 self.url = info["url"]
             elif start_server:
-                self.url = start_background_server(self.settings)
-                self.started_server = True
-                print(f"openmaker: started a server at {self.url} (home {self.settings.home}; "
-                      "stop it with `kill` on the pid in server.json)", file=sys.stderr)
+                self.url, self.started_server = find_or_start_server(self.settings)
+                if self.started_server:
+                    print(f"openmaker: started a server at {self.url} (home "
+                          f"{self.settings.home}; stop it with `kill` on the pid in "
+                          "server.json)", file=sys.stderr)
             else:
                 raise ServerStartError(
                     "no openmaker server: set OPENMAKER_URL, or run `openmaker server`"
@@ -228,12 +243,15 @@ class Session:
         return sorted(entries, key=lambda e: e.uri)
 
     def remove(self, uri: str, recursive: bool = False) -> list[str]:
-        """Delete an object, or with ``recursive`` every object under a prefix."""
+        """Delete an object, or with ``recursive`` every object under a prefix, taken as a
+        folder as ``download`` does: ``s3://b/data`` removes ``data/...``, not ``database.csv``."""
         location = S3Uri.parse(uri)
         if not recursive:
             self.s3.delete_object(Bucket=location.bucket, Key=location.key)
             return [uri]
-        keys = [S3Uri.parse(e.uri).key for e in self.list(uri, recursive=True)]
+        prefix = location.key if location.is_prefix else location.key + "/"
+        listing = self.list(str(S3Uri(location.bucket, prefix)), recursive=True)
+        keys = [S3Uri.parse(e.uri).key for e in listing]
         for start in range(0, len(keys), 1000):
             batch = keys[start:start + 1000]
             self.s3.delete_objects(Bucket=location.bucket,
