@@ -21,11 +21,11 @@ from pathlib import Path
 
 from common import (
     format_table,
-    install_signal_handlers,
     isolate_aws_environment,
     median,
     ratio,
     record,
+    run_main,
 )
 
 TARGET_SECONDS = 0.5
@@ -69,7 +69,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10, help="timed runs per command")
     args = parser.parse_args()
-    install_signal_handlers()
     isolate_aws_environment()
     os.environ.pop("OPENMAKER_URL", None)
 
@@ -109,4 +108,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

@@ -138,6 +138,18 @@ def install_signal_handlers() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
+def run_main(main) -> int:
+    """Run a benchmark's ``main``; Ctrl-C or SIGTERM ends it quietly with status 130 (the
+    servers are stopped by then: their ``with`` blocks have exited)."""
+    install_signal_handlers()
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print("\ninterrupted; every server this benchmark started has been stopped",
+              file=sys.stderr)
+        return 130
+
+
 def machine() -> dict:
     """What the numbers were measured on."""
     cpu = platform.processor() or platform.machine()

@@ -28,7 +28,6 @@ from pathlib import Path
 from common import (
     SERVERS,
     format_table,
-    install_signal_handlers,
     isolate_aws_environment,
     load_note,
     median,
@@ -36,6 +35,7 @@ from common import (
     print_profile,
     ratio,
     record,
+    run_main,
     s3_client,
 )
 
@@ -169,7 +169,6 @@ def main() -> int:
                         help="with --profile: time functions by wall clock (waits included) "
                              "or by each thread's CPU time")
     args = parser.parse_args()
-    install_signal_handlers()
     isolate_aws_environment()
     load = load_note()
 
@@ -249,4 +248,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

@@ -24,13 +24,13 @@ from pathlib import Path
 from common import (
     SERVERS,
     format_table,
-    install_signal_handlers,
     isolate_aws_environment,
     load_note,
     median,
     print_profile,
     ratio,
     record,
+    run_main,
     s3_client,
 )
 
@@ -140,7 +140,6 @@ def main() -> int:
                         help="with --profile: time functions by wall clock (waits included) "
                              "or by each thread's CPU time")
     args = parser.parse_args()
-    install_signal_handlers()
     isolate_aws_environment()
 
     load = load_note()
@@ -209,4 +208,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

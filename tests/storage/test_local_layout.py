@@ -270,7 +270,7 @@ def test_crash_before_any_sidecar_for_a_new_key_leaves_nothing(local_store, root
 
 def test_lost_sidecar_is_rebuilt_from_the_data(local_store, root):
     local_store.put_object("bkt", "k", b"data", content_type="text/plain")
-    for sidecar in (root / ".openmaker" / "meta").rglob("*.json"):
+    for sidecar in (root / ".openmaker" / "meta").rglob("*.jsonl"):
         sidecar.write_text("{torn")  # a crash without fsync can leave this behind
     head = local_store.head_object("bkt", "k")
     assert head.etag == quoted_md5(b"data") and head.size == 4
@@ -278,7 +278,7 @@ def test_lost_sidecar_is_rebuilt_from_the_data(local_store, root):
 
 def test_a_torn_sidecar_append_loses_nothing_else(local_store, root):
     local_store.put_object("bkt", "k", b"first", content_type="text/first")
-    [sidecar] = (root / ".openmaker" / "meta").rglob("*.json")
+    [sidecar] = (root / ".openmaker" / "meta").rglob("*.jsonl")
     with open(sidecar, "ab") as fh:
         fh.write(b'\n{"i":12,"s":5,"m":')  # a crash in the middle of the next append
     assert local_store.head_object("bkt", "k").content_type == "text/first"
@@ -290,7 +290,7 @@ def test_a_torn_sidecar_append_loses_nothing_else(local_store, root):
 def test_sidecars_stay_small_under_many_overwrites(local_store, root):
     for serial in range(300):
         local_store.put_object("bkt", "k", b"%d" % serial, metadata={"serial": str(serial)})
-    [sidecar] = (root / ".openmaker" / "meta").rglob("*.json")
+    [sidecar] = (root / ".openmaker" / "meta").rglob("*.jsonl")
     assert sidecar.stat().st_size <= 8192 + 512
     assert local_store.head_object("bkt", "k").metadata == {"serial": "299"}
 
@@ -441,3 +441,31 @@ def test_large_put_and_get_stream_with_bounded_memory(local_store, root):
     assert digest.hexdigest() == hashlib.md5(chunk * 48).hexdigest()
     assert copied.etag == info.etag
     assert peak < 8 * 1024 * 1024, f"peak {peak} bytes"
+
+
+def test_close_releases_lock_files_and_the_store_still_works(local_store, root):
+    local_store.put_object("bkt", "k", b"1")
+    assert any(fd is not None for fd in local_store._lock_fds)
+    local_store.close()
+    assert all(fd is None for fd in local_store._lock_fds)
+    local_store.put_object("bkt", "k", b"2")
+    assert local_store.get_object("bkt", "k") == b"2"
+
+
+def test_stale_temp_files_are_removed_on_open(local_store, root):
+    tmp = root / ".openmaker" / "tmp"
+    old, fresh = tmp / "crashed-write", tmp / "in-flight-write"
+    old.write_bytes(b"left by a crash")
+    fresh.write_bytes(b"another process is writing this")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(old, (two_days_ago, two_days_ago))
+    LocalObjectStore(root)
+    assert sorted(p.name for p in tmp.iterdir()) == ["in-flight-write"]
+
+
+def test_special_files_in_a_bucket_are_not_objects(local_store, root):
+    os.mkfifo(root / "bkt" / "pipe")
+    local_store.put_object("bkt", "real", b"r")
+    assert [o.key for o in local_store.list_objects("bkt").objects] == ["real"]
+    with pytest.raises(NoSuchKey):
+        local_store.get_object("bkt", "pipe")  # and does not block on the FIFO

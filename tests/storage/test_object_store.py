@@ -304,6 +304,7 @@ ODD_KEYS = [
     "with space/and+plus?query#frag%20",
     "...", ".hidden", "a..b", "x/..y",
     "é" * 512,                   # exactly 1024 UTF-8 bytes
+    "d/" * 400 + "deep",         # 401 folders deep
 ]
 
 

@@ -203,7 +203,8 @@ def from_client_error(exc: Exception) -> AwsError:
     error = response.get("Error", {})
     code = error.get("Code", "InternalFailure")
     cls = error_class_for_code(code)
-    result = cls(error.get("Message", str(exc)))
+    extra = {k: v for k, v in error.items() if k not in ("Code", "Message")}
+    result = cls(error.get("Message", str(exc)), **extra)
     if cls is AwsError:
         result.code = code
         result.status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)

@@ -36,9 +36,10 @@ class Platform:
             return open_resource_store(self.settings)
 
     def close(self) -> None:
-        store = self.__dict__.pop("resources", None)
-        if store is not None and hasattr(store, "close"):
-            store.close()
+        for name in ("resources", "objects"):
+            store = self.__dict__.pop(name, None)
+            if store is not None:
+                store.close()
 
 
 @dataclass(frozen=True)

@@ -124,6 +124,9 @@ class ObjectReader(abc.ABC):
 class ObjectStore(abc.ABC):
     """S3 buckets and objects. Keys are ``str``; ETags carry their quotes."""
 
+    def close(self) -> None:
+        """Release what the store holds open (lock files, connections)."""
+
     # -- buckets --------------------------------------------------------------------------
     @abc.abstractmethod
     def create_bucket(self, bucket: str, region: str | None = None) -> BucketInfo:

@@ -4,7 +4,7 @@ Layout under ``root`` (``$OPENMAKER_HOME/storage``)::
 
     <bucket>/<key>                  user data only, browsable as ordinary files
     .openmaker/buckets/<bucket>.json    creation date and region
-    .openmaker/meta/<bucket>/<hh>/<hash>.json   per-key sidecar (ETag, content type ...)
+    .openmaker/meta/<bucket>/<hh>/<hash>.jsonl  per-key sidecar: ETag, content type ...
     .openmaker/overflow/<bucket>/<hh>/<hash>    keys that cannot be a plain path
     .openmaker/uploads/<bucket>/<upload-id>/    multipart state and parts
     .openmaker/tmp/                 temp files (same filesystem, so rename is atomic)
@@ -94,12 +94,15 @@ _RESERVED_FIRST_SEGMENTS = frozenset({b".openmaker"})
 _SYSTEM_DIR = b".openmaker"
 _TMP_MAX_AGE_S = 24 * 3600
 _O_READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+# Opening a FIFO someone left in a bucket must not block; regular files ignore the flag.
+_O_READ_DATA = _O_READ | getattr(os, "O_NONBLOCK", 0)
 _O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 _O_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 # A sidecar is rewritten with its last few entries once it grows past this size.
 _SIDECAR_COMPACT_BYTES = 8192
 _SIDECAR_KEEP = 4
 _MISSING = (FileNotFoundError, NotADirectoryError)
+_json_decode = json.JSONDecoder().decode
 _OBJECT, _PREFIX = 0, 1
 
 _NO_SUCH_UPLOAD = (
@@ -196,7 +199,8 @@ def _match(sidecar: bytes | None, key: str, st: os.stat_result) -> dict | None:
         if start == 0 or sidecar[start - 1] == 0x0A:  # at the start of a line
             stop = sidecar.find(b"\n", start)
             try:
-                entry = json.loads(sidecar[start: stop if stop != -1 else len(sidecar)])
+                line = sidecar[start: stop if stop != -1 else len(sidecar)]
+                entry = _json_decode(line.decode())
             except ValueError:  # torn by a crash mid-append
                 entry = None
             if entry is not None and entry.get("k") == key:
@@ -356,6 +360,25 @@ class LocalObjectStore(ObjectStore):
         self._reset_identity()
         self._remove_stale_temp_files()
 
+    def close(self) -> None:
+        """Close the lock files this store keeps open (reopened if the store is used again).
+
+        Call it when no operation of this store is in progress: closing a lock file
+        releases the lock held through it.
+        """
+        if self._pid != os.getpid():
+            return  # a forked child's copies belong to its parent
+        for stripe, fd in enumerate(self._lock_fds):
+            if fd is not None:
+                self._lock_fds[stripe] = None
+                os.close(fd)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown, or __init__ failed part-way
+            pass
+
     # -- process-level plumbing ----------------------------------------------------------
     def _reset_identity(self) -> None:
         self._pid = os.getpid()
@@ -445,7 +468,7 @@ class LocalObjectStore(ObjectStore):
         return bucket_dir + b"/" + kb
 
     def _meta_path(self, bb: bytes, key_hash: bytes) -> bytes:
-        return b"%s/%s/%s/%s.json" % (self._meta, bb, key_hash[:2], key_hash)
+        return b"%s/%s/%s/%s.jsonl" % (self._meta, bb, key_hash[:2], key_hash)
 
     def _overflow_path(self, bb: bytes, key_hash: bytes) -> bytes:
         return b"%s/%s/%s/%s" % (self._overflow, bb, key_hash[:2], key_hash)
@@ -660,7 +683,7 @@ class LocalObjectStore(ObjectStore):
                 continue
             if want_fd:
                 try:
-                    fd = os.open(path, _O_READ)
+                    fd = os.open(path, _O_READ_DATA)
                 except _MISSING:
                     continue
                 st = os.fstat(fd)
@@ -1343,8 +1366,8 @@ def _info(bucket: str, key: str, entry: dict, st: os.stat_result) -> ObjectInfo:
         etag=_quote(entry["e"]),
         last_modified=_utc(st.st_mtime_ns),
         content_type=entry.get("t", DEFAULT_CONTENT_TYPE),
-        metadata=dict(entry.get("u", ())),
-        headers=dict(entry.get("h", ())),
+        metadata=entry.get("u") or {},  # entries are parsed afresh per call: no copy
+        headers=entry.get("h") or {},
         parts_count=entry.get("p"),
     )
 

@@ -129,6 +129,7 @@ class S3ObjectStore(ObjectStore):
         self._clients: dict[str, Any] = {}
         self._client_lock = threading.Lock()
         self._client_error: type[Exception] = Exception
+        self._created: dict[str, datetime] = {}  # bucket -> creation date, from ListBuckets
 
     # -- plumbing -------------------------------------------------------------------------
     def _client_for(self, region: str | None = None) -> Any:
@@ -238,8 +239,9 @@ class S3ObjectStore(ObjectStore):
         params: dict[str, Any] = {"Bucket": bucket}
         if region == _DEFAULT_REGION:
             # us-east-1 answers a repeated create with 200 OK instead of an error.
+            client = self._s3
             try:
-                self._s3.head_bucket(Bucket=bucket)
+                client.head_bucket(Bucket=bucket)
             except self._client_error as exc:
                 if not self._is_status(exc, 404):
                     raise self._translate(exc, params) from None
@@ -252,6 +254,7 @@ class S3ObjectStore(ObjectStore):
         else:
             params["CreateBucketConfiguration"] = {"LocationConstraint": region}
         client = self._client_for(region)
+        self._created.pop(bucket, None)
         try:
             client.create_bucket(**params)
         except self._client_error as exc:
@@ -259,8 +262,9 @@ class S3ObjectStore(ObjectStore):
         return self.head_bucket(bucket)
 
     def head_bucket(self, bucket: str) -> BucketInfo:
+        client = self._s3
         try:
-            response = self._s3.head_bucket(Bucket=bucket)
+            response = client.head_bucket(Bucket=bucket)
         except self._client_error as exc:
             if self._is_status(exc, 404):
                 raise NoSuchBucket(
@@ -269,10 +273,12 @@ class S3ObjectStore(ObjectStore):
             raise self._translate(exc, {"Bucket": bucket}) from None
         headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
         region = response.get("BucketRegion") or headers.get("x-amz-bucket-region")
-        for info in self.list_buckets():
-            if info.name == bucket:
-                return BucketInfo(bucket, info.creation_date, region or info.region)
-        return BucketInfo(bucket, datetime.now(UTC), region or self.region)
+        # HeadBucket carries no creation date: ListBuckets does, so remember them.
+        created = self._created.get(bucket)
+        if created is None:
+            self.list_buckets()
+            created = self._created.get(bucket, datetime.now(UTC))
+        return BucketInfo(bucket, created, region or self.region)
 
     def list_buckets(self) -> list[BucketInfo]:
         buckets = []
@@ -281,7 +287,9 @@ class S3ObjectStore(ObjectStore):
             response = self._call("list_buckets", **params)
             for entry in response.get("Buckets", []):
                 region = entry.get("BucketRegion") or self._bucket_region(entry["Name"])
-                buckets.append(BucketInfo(entry["Name"], _utc(entry["CreationDate"]), region))
+                info = BucketInfo(entry["Name"], _utc(entry["CreationDate"]), region)
+                self._created[info.name] = info.creation_date
+                buckets.append(info)
             token = response.get("ContinuationToken")
             if not token:
                 break
@@ -290,8 +298,9 @@ class S3ObjectStore(ObjectStore):
         return buckets
 
     def _bucket_region(self, bucket: str) -> str:
+        client = self._s3
         try:
-            location = self._s3.get_bucket_location(Bucket=bucket).get("LocationConstraint")
+            location = client.get_bucket_location(Bucket=bucket).get("LocationConstraint")
         except self._client_error:
             return self.region
         return {None: _DEFAULT_REGION, "": _DEFAULT_REGION, "EU": "eu-west-1"}.get(
@@ -303,6 +312,7 @@ class S3ObjectStore(ObjectStore):
         if uploads.get("Uploads"):
             raise BucketNotEmpty("The bucket you tried to delete is not empty", BucketName=bucket)
         self._call("delete_bucket", Bucket=bucket)
+        self._created.pop(bucket, None)
 
     # -- objects --------------------------------------------------------------------------
     def put_object(
@@ -450,8 +460,9 @@ class S3ObjectStore(ObjectStore):
 
     def head_object(self, bucket: str, key: str) -> ObjectInfo:
         check_key(key)
+        client = self._s3
         try:
-            response = self._s3.head_object(Bucket=bucket, Key=key)
+            response = client.head_object(Bucket=bucket, Key=key)
         except self._client_error as exc:
             if self._is_status(exc, 404):
                 self.head_bucket(bucket)  # raises NoSuchBucket when that is what's missing
