@@ -124,7 +124,7 @@ class ObjectReader(abc.ABC):
 class ObjectStore(abc.ABC):
     """S3 buckets and objects. Keys are ``str``; ETags carry their quotes."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - most stores hold nothing open
         """Release what the store holds open (lock files, connections)."""
 
     # -- buckets --------------------------------------------------------------------------
