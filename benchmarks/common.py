@@ -6,7 +6,7 @@ is stopped when its ``with`` block ends, whether the benchmark finished, failed,
 interrupted with Ctrl-C or SIGTERM. Results are printed as a table and appended as JSON
 lines to ``benchmarks/results/results.jsonl``.
 
-``python benchmarks/common.py profiled-server OUT.prof [wall|cpu] -- server --home H
+``python benchmarks/common.py profiled-server OUT.prof wall|cpu -- server --home H
 --port 0`` runs ``openmaker`` in-process with a cProfile profiler on every thread (the request
 handlers run in a thread pool, which ``python -m cProfile`` would not see) and writes the
 merged profile to OUT.prof when the server stops; the benchmarks' ``--profile`` option uses

@@ -12,7 +12,7 @@ requests/s is the ceiling that the boto3 client itself sets on this machine, and
 the best ratio any server could reach here. Appends the results to
 benchmarks/results/results.jsonl.
 
-    python benchmarks/s3_requests.py [--requests 1500] [--threads 1 4] [--rounds 3]
+    python benchmarks/s3_requests.py [--requests 1000] [--threads 1 4] [--rounds 3]
                                      [--no-fsync] [--profile out.prof [--profile-clock cpu]]
 """
 
@@ -145,7 +145,7 @@ def _median_round(rounds: list[dict]) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=1500,
+    parser.add_argument("--requests", type=int, default=1000,
                         help="timed requests per measurement (half puts, half gets)")
     parser.add_argument("--warmup", type=int, default=200,
                         help="untimed requests before each measurement")

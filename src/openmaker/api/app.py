@@ -92,7 +92,7 @@ class OpenmakerApp:
 
     # -- routing --------------------------------------------------------------------------
     def route(self, request: Request, signed: sigv4.SignedRequest) -> Protocol:
-        scope = sigv4.credential_scope(signed)
+        scope = request.credentials = sigv4.credential_scope(signed)
         service = scope.service if scope is not None else None
         target = request.header("x-amz-target")
         if not service:
@@ -142,15 +142,14 @@ class OpenmakerApp:
         )
 
     def context(
-        self, request: Request, signed: sigv4.SignedRequest,
-        verified: sigv4.VerifiedSignature | None,
+        self, request: Request, verified: sigv4.VerifiedSignature | None
     ) -> RequestContext:
         region = self.settings.region
         access_key = None
         if verified is not None:
             region, access_key = verified.region or region, verified.access_key_id
         else:
-            scope = sigv4.credential_scope(signed)
+            scope = request.credentials
             if scope is not None:
                 region = scope.region or region
                 access_key = scope.access_key_id

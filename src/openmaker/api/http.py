@@ -15,6 +15,8 @@ from urllib.parse import parse_qsl, unquote
 
 from openmaker.core import errors
 
+STREAM_BATCH_BYTES = 1024 * 1024  # a streamed body reaches its worker thread in pieces this big
+
 
 class Request:
     """One HTTP request, as received. Header names are lower-case."""
@@ -32,6 +34,7 @@ class Request:
         for name, value in self.headers:
             self._header_map.setdefault(name, value)
         self.client = scope.get("client")
+        self.credentials = None  # the SigV4 credential scope, once routing has parsed it
         self.request_id = str(uuid.uuid4())
         self._receive = receive
         self._loop = loop
@@ -119,16 +122,29 @@ class Request:
         if self._body_started:
             raise RuntimeError("the body is already being read")
         self._body_started = True
-        while True:
-            future = asyncio.run_coroutine_threadsafe(self._receive(), self._loop)
-            message = future.result()
+        more = True
+        while more:
+            # one hop to the event loop per batch of chunks, not per socket read
+            future = asyncio.run_coroutine_threadsafe(self._receive_batch(), self._loop)
+            chunk, more = future.result()
+            if chunk:
+                yield chunk
+
+    async def _receive_batch(self, target: int = STREAM_BATCH_BYTES) -> tuple[bytes, bool]:
+        """Body bytes received until ``target`` bytes or the end; (bytes, more to come)."""
+        parts: list[bytes] = []
+        size = 0
+        while size < target:
+            message = await self._receive()
             if message["type"] == "http.disconnect":
                 raise errors.IncompleteBody("The client closed the connection mid-body.")
             chunk = message.get("body", b"")
             if chunk:
-                yield chunk
+                parts.append(chunk)
+                size += len(chunk)
             if not message.get("more_body", False):
-                return
+                return b"".join(parts), False
+        return b"".join(parts), True
 
 
 @dataclass

@@ -52,7 +52,7 @@ class JsonProtocol(Protocol):
                 f"The {self.service} operation {operation_name} is not implemented by "
                 "openmaker yet; docs/api-coverage.md lists the operations it serves."
             )
-        ctx = self.app.context(request, signed, verified)
+        ctx = self.app.context(request, verified)
         result = await self.app.run(handler, ctx, parsed)
         output = validation.serialize_output(operation.output_shape, result or {})
         return Response(

@@ -37,6 +37,7 @@ NAMESPACE = "http://s3.amazonaws.com/doc/2006-03-01/"
 XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
 MAX_XML_BODY = 2 * 1024 * 1024
 INLINE_READ_LIMIT = 256 * 1024  # GET bodies up to this size are read in one go
+INLINE_BODY_LIMIT = 1024 * 1024  # upload bodies up to this size are read before dispatch
 STREAM_CHUNK = 1024 * 1024
 
 # Headers S3 stores with an object and returns on GET/HEAD.
@@ -54,6 +55,11 @@ UNSUPPORTED_SUBRESOURCES = (
     "session", "tagging", "torrent", "versions", "website",
 )
 STREAMED_OPERATIONS = ("PutObject", "UploadPart")
+# Reads that touch a file or two and never wait on a lock or fsync run on the event loop:
+# a hop to the thread pool costs several times what they do. A large GET body is still
+# streamed from the thread pool (OpenmakerApp.send).
+INLINE_OPERATIONS = ("GetObject", "HeadObject", "HeadBucket", "GetBucketLocation",
+                     "GetBucketVersioning", "ListBuckets")
 XML_BODY_OPERATIONS = ("CreateBucket", "DeleteObjects", "CompleteMultipartUpload")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _VIRTUAL_HOST_SUFFIXES = (".s3.localhost", ".localhost", ".s3.amazonaws.com")
@@ -205,6 +211,12 @@ class S3Protocol(Protocol):
         if name in STREAMED_OPERATIONS:
             # the payload hash is checked as the body streams (S3Call.upload_stream)
             verified = self.app.authenticate(signed, self.dialect)
+            length = request.content_length
+            if length is not None and length <= INLINE_BODY_LIMIT:
+                # a small body is read here, on the event loop, so the worker thread never
+                # has to hop back to the loop for it
+                await request.read_body(INLINE_BODY_LIMIT, errors.IncompleteBody(
+                    "The body is longer than its Content-Length."))
             body = None
         else:
             body = b""
@@ -219,9 +231,12 @@ class S3Protocol(Protocol):
             )
             if verified is not None and _is_hex_hash(declared_hash):
                 body = b"".join(body_checks.verify_sha256([body], declared_hash))
-        ctx = self.app.context(request, signed, verified)
+        ctx = self.app.context(request, verified)
         call = S3Call(self, ctx, request, operation, bucket, key, body, verified)
-        response = await self.app.run(handler, call)
+        if name in INLINE_OPERATIONS:
+            response = handler(call)
+        else:
+            response = await self.app.run(handler, call)
         response.headers.append(("x-amz-request-id", request.request_id))
         response.headers.append(("x-amz-id-2", self.host_id))
         return response

@@ -59,7 +59,7 @@ class StsProtocol(Protocol):
             raise errors.NotImplementedOperation(
                 f"The STS action {action} is not implemented by openmaker."
             )
-        ctx = self.app.context(request, signed, verified)
+        ctx = self.app.context(request, verified)
         result = handler(ctx, params)
         members = "".join(f"<{k}>{escape(str(v))}</{k}>" for k, v in result.items())
         document = (
