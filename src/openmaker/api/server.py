@@ -111,6 +111,7 @@ def serve(settings: Settings, log_level: str = "warning") -> None:
     app = OpenmakerApp(platform)
     config = uvicorn.Config(
         app, log_level=log_level, access_log=False, server_header=False, lifespan="on",
+        proxy_headers=False,  # clients talk to us directly; no X-Forwarded-* rewriting
         timeout_keep_alive=75, timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)

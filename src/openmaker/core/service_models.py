@@ -43,6 +43,7 @@ def service_model(name: str) -> ServiceModel:
     return ServiceModel(description, service_name=name)
 
 
+@functools.lru_cache(maxsize=4096)  # bounded: names come from requests
 def operation_model(service: str, op: str) -> OperationModel | None:
     """The model of operation ``op`` (e.g. ``"CreateTrainingJob"``), or None if unknown."""
     from botocore.model import OperationNotFoundError
