@@ -22,7 +22,6 @@ from openmaker.api import body
 from openmaker.api.body import (
     compute_checksum,
     decode_aws_chunked,
-    limit_length,
     verify_checksum,
     verify_content_md5,
     verify_sha256,
@@ -177,15 +176,6 @@ def test_malformed_content_md5_is_refused_before_any_chunk(value):
     with pytest.raises(errors.InvalidDigest):
         verify_content_md5(chunks(), value)
     assert not consumed
-
-
-def test_limit_length():
-    assert drain(limit_length(pieces(b"x" * 100, 7), 100, errors.EntityTooLarge)) == b"x" * 100
-    seen = []
-    with pytest.raises(errors.EntityTooLarge):
-        for chunk in limit_length(pieces(b"x" * 101, 10), 100, errors.EntityTooLarge("big")):
-            seen.append(chunk)
-    assert sum(map(len, seen)) == 100
 
 
 # --- aws-chunked: a test-side encoder -------------------------------------------------------

@@ -39,7 +39,6 @@ __all__ = [
     "Checksum",
     "compute_checksum",
     "decode_aws_chunked",
-    "limit_length",
     "new_checksum",
     "verify_checksum",
     "verify_content_md5",
@@ -267,21 +266,6 @@ def _verify_checksum(chunks: Iterable[bytes], name: str, expected: bytes) -> Ite
         raise BadDigest(
             f"The x-amz-checksum-{name} you specified did not match the calculated checksum."
         )
-
-
-def limit_length(
-    chunks: Iterable[bytes],
-    max_bytes: int,
-    error: BaseException | Callable[[], BaseException],
-) -> Iterator[bytes]:
-    """Yield ``chunks``; raise ``error`` (an exception, or a callable making one) as soon as
-    more than ``max_bytes`` have arrived, before yielding the chunk that crossed the limit."""
-    total = 0
-    for chunk in chunks:
-        total += len(chunk)
-        if total > max_bytes:
-            raise error if isinstance(error, BaseException) else error()
-        yield chunk
 
 
 # --- aws-chunked ----------------------------------------------------------------------------

@@ -232,7 +232,7 @@ class S3Protocol(Protocol):
             if verified is not None and _is_hex_hash(declared_hash):
                 body = b"".join(body_checks.verify_sha256([body], declared_hash))
         ctx = self.app.context(request, verified)
-        call = S3Call(self, ctx, request, operation, bucket, key, body, verified)
+        call = S3Call(ctx, request, operation, bucket, key, body, verified)
         if name in INLINE_OPERATIONS:
             response = handler(call)
         else:
@@ -648,10 +648,9 @@ class S3Protocol(Protocol):
 class S3Call:
     """One S3 request being served (runs in a worker thread)."""
 
-    def __init__(self, protocol: S3Protocol, ctx: RequestContext, request: Request, operation,
+    def __init__(self, ctx: RequestContext, request: Request, operation,
                  bucket: str, key: str, body: bytes | None,
                  verified: sigv4.VerifiedSignature | None) -> None:
-        self.protocol = protocol
         self.ctx = ctx
         self.request = request
         self.operation = operation
