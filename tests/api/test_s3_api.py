@@ -414,3 +414,16 @@ def test_oversized_single_put_is_refused_before_the_body(server, bucket):
 def test_oversized_xml_body_is_refused(server, bucket):
     status, _, body = raw(server, "POST", f"/{bucket}?delete", b"<" * (3 * MIB))
     assert status == 400 and b"<Code>EntityTooLarge</Code>" in body
+
+
+@pytest.mark.parametrize("host, bucket", [
+    ("my-bucket.localhost:7777", "my-bucket"), ("my.dotted.bucket.localhost", "my.dotted.bucket"),
+    ("data.s3.localhost:7777", "data"), ("logs.s3.amazonaws.com", "logs"),
+    ("logs.s3.eu-west-1.amazonaws.com", "logs"), ("localhost:7777", None),
+    ("s3.localhost:7777", None), ("127.0.0.1:7777", None), ("[::1]:7777", None),
+    ("s3.amazonaws.com", None), ("s3.eu-west-1.amazonaws.com", None),
+])
+def test_virtual_host_parsing(host, bucket):
+    from openmaker.api.s3 import virtual_bucket
+
+    assert virtual_bucket(host) == bucket

@@ -63,6 +63,7 @@ INLINE_OPERATIONS = ("GetObject", "HeadObject", "HeadBucket", "GetBucketLocation
 XML_BODY_OPERATIONS = ("CreateBucket", "DeleteObjects", "CompleteMultipartUpload")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _VIRTUAL_HOST_SUFFIXES = (".s3.localhost", ".localhost", ".s3.amazonaws.com")
+_SERVICE_HOSTS = frozenset({"s3.localhost", "s3.amazonaws.com"})  # path-style endpoints
 _REGIONAL_HOST = re.compile(r"^(.+)\.s3[.-][a-z0-9-]+\.amazonaws\.com$")
 
 
@@ -93,6 +94,8 @@ def xml_response(document: str, status: int = 200) -> Response:
 def virtual_bucket(host: str) -> str | None:
     """The bucket named by a virtual-hosted-style Host header, if it is one."""
     name = host.rsplit(":", 1)[0].lower() if not host.startswith("[") else ""
+    if name in _SERVICE_HOSTS:
+        return None
     for suffix in _VIRTUAL_HOST_SUFFIXES:
         if name.endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
