@@ -15,6 +15,17 @@ import pytest
 
 TEST_KEY_ID = "AKIDOPENMAKERTEST"
 TEST_SECRET = "openmaker-test-secret"
+# a small directory tree for upload/download tests
+TREE = {"a.txt": b"alpha\n", "sub/b.txt": b"bravo\n", "sub/deeper/c.bin": bytes(range(256))}
+
+
+def write_tree(root: Path) -> Path:
+    """Write TREE under ``root``."""
+    for relative, data in TREE.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
 
 
 @dataclass

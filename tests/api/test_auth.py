@@ -15,12 +15,10 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
+from tests.conftest import TEST_KEY_ID, TEST_SECRET
 
 from openmaker.api.server import check_bind_allowed
 from openmaker.config import ConfigError, load_settings
-
-TEST_KEY_ID = "AKIDOPENMAKERTEST"  # the keys tests/conftest.py gives auth_server
-TEST_SECRET = "openmaker-test-secret"
 
 
 def code(excinfo) -> str:

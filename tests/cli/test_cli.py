@@ -12,7 +12,14 @@ import uuid
 from pathlib import Path
 
 import pytest
-from tests.conftest import TEST_KEY_ID, TEST_SECRET, clean_environment, start_server
+from tests.conftest import (
+    TEST_KEY_ID,
+    TEST_SECRET,
+    TREE,
+    clean_environment,
+    start_server,
+    write_tree,
+)
 
 HEAVY_MODULES = ("boto3", "botocore", "uvicorn", "sqlalchemy")
 
@@ -134,7 +141,6 @@ def test_server_with_keys_may_listen_on_every_address(tmp_path):
 
 
 # -- storage --------------------------------------------------------------------------------
-TREE = {"a.txt": b"alpha\n", "sub/b.txt": b"bravo\n", "sub/deeper/c.bin": bytes(range(256))}
 
 
 @pytest.fixture(scope="module")
@@ -142,14 +148,6 @@ def storage_env(server, tmp_path_factory) -> dict:
     """Environment for `openmaker storage` bound to the shared server."""
     return {"OPENMAKER_URL": server.url,
             "OPENMAKER_HOME": str(tmp_path_factory.mktemp("cli-home"))}
-
-
-def write_tree(root: Path) -> Path:
-    for relative, data in TREE.items():
-        path = root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return root
 
 
 @pytest.fixture(scope="module")

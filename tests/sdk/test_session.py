@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
+from tests.conftest import TREE, write_tree
 
 import openmaker
 from openmaker import ServerStartError, Session, StorageEntry
-
-TREE = {"a.txt": b"alpha\n", "sub/b.txt": b"bravo\n", "sub/deeper/c.bin": bytes(range(256))}
 
 
 @pytest.fixture
@@ -45,14 +44,6 @@ def bucket(session) -> str:
     name = f"sdk-{uuid.uuid4().hex[:12]}"
     session.make_bucket(name)
     return name
-
-
-def write_tree(root: Path) -> Path:
-    for relative, data in TREE.items():
-        path = root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return root
 
 
 def read_tree(root: Path) -> dict[str, bytes]:
