@@ -44,7 +44,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -269,35 +268,6 @@ def _rename_over(source: bytes, target: bytes) -> None:
             if failure in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
                 _exchange = None  # the filesystem cannot swap: plain renames from now on
     os.rename(source, target)
-
-
-_background_lock = threading.Lock()
-_sync_threads: ThreadPoolExecutor | None = None
-
-
-def _sync_pool() -> ThreadPoolExecutor:
-    global _sync_threads
-    if _sync_threads is None:
-        with _background_lock:
-            if _sync_threads is None:
-                _sync_threads = ThreadPoolExecutor(8, thread_name_prefix="openmaker-fsync")
-    return _sync_threads
-
-
-def _fsync_and_close(fd: int) -> None:
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _forget_background_threads() -> None:
-    # a forked child has none of its parent's threads: it starts its own on first use
-    global _sync_threads, _background_lock
-    _sync_threads, _background_lock = None, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_background_threads)
 
 
 def _versioned(st: os.stat_result, key: str, entry: dict) -> dict:
@@ -617,24 +587,6 @@ class LocalObjectStore(ObjectStore):
             _unlink_quietly(tmp)
             raise
 
-    def _seal_in_background(
-        self, fd: int, tmp: bytes
-    ) -> tuple[os.stat_result, Future[None] | None]:
-        """Like :meth:`_seal`, but the fsync (and close) runs in a background thread while
-        the caller writes the sidecar entry: the two flushes overlap instead of adding up.
-        :meth:`_commit` waits for it before the data becomes visible."""
-        if not self.fsync:
-            return self._seal_or_discard(fd, tmp), None
-        try:
-            ns = self._unique_ns()
-            os.utime(fd, ns=(ns, ns))
-            st = os.fstat(fd)
-        except BaseException:
-            os.close(fd)
-            _unlink_quietly(tmp)
-            raise
-        return st, _sync_pool().submit(_fsync_and_close, fd)
-
     def _commit(
         self,
         bucket: str,
@@ -644,10 +596,8 @@ class LocalObjectStore(ObjectStore):
         st: os.stat_result,
         entry: dict,
         bucket_dir: bytes | None = None,
-        synced: Future[None] | None = None,
     ) -> ObjectInfo:
-        """Publish the sealed temp file ``tmp`` as the object; removes ``tmp`` on failure.
-        ``synced`` is the data file's pending fsync (see :meth:`_seal_in_background`)."""
+        """Publish the sealed temp file ``tmp`` as the object; removes ``tmp`` on failure."""
         bb = bucket.encode()
         key_hash = _key_hash(kb)
         stripe = self._stripe(key_hash)
@@ -659,15 +609,10 @@ class LocalObjectStore(ObjectStore):
             try:
                 # The entry goes first: once the data is visible its entry already exists.
                 self._append_entry(self._meta_path(bb, key_hash), entry)
-                if synced is not None:
-                    synced.result()
-                    synced = None
                 self._place(bucket, bucket_dir, bb, kb, key_hash, tmp)
             finally:
                 self._release(stripe)
         except BaseException:
-            if synced is not None:
-                wait([synced])  # the fd stays open until its fsync ends
             _unlink_quietly(tmp)
             raise
         return _info(bucket, key, entry, st)
@@ -876,9 +821,9 @@ class LocalObjectStore(ObjectStore):
         kb = check_key(key)
         bucket_dir = self._check_bucket(bucket)  # fail before reading a large body
         tmp, fd, md5, _size = self._spool(body, MAX_SINGLE_PUT_SIZE)
-        st, synced = self._seal_in_background(fd, tmp)
+        st = self._seal_or_discard(fd, tmp)
         entry = _entry(md5, content_type, metadata, headers, None)
-        return self._commit(bucket, key, kb, tmp, st, entry, bucket_dir, synced)
+        return self._commit(bucket, key, kb, tmp, st, entry, bucket_dir)
 
     def open_object(
         self, bucket: str, key: str, byte_range: tuple[int | None, int | None] | None = None
