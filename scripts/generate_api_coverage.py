@@ -16,6 +16,7 @@ SERVICES = {
     "sagemaker": "Amazon SageMaker control plane (AWS JSON 1.1, X-Amz-Target: SageMaker.*)",
     "sagemaker-runtime": "Amazon SageMaker Runtime (REST-JSON)",
     "sts": "AWS STS (query protocol)",
+    "logs": "Amazon CloudWatch Logs (AWS JSON 1.1, X-Amz-Target: Logs_20140328.*)",
 }
 TARGET = Path(__file__).resolve().parent.parent / "docs" / "api-coverage.md"
 

@@ -22,7 +22,7 @@ from openmaker.core.platform import Platform, RequestContext
 log = logging.getLogger("openmaker.api")
 
 # X-Amz-Target prefix -> botocore service name, for requests that carry no signature
-TARGET_PREFIXES = {"SageMaker": "sagemaker"}
+TARGET_PREFIXES = {"SageMaker": "sagemaker", "Logs_20140328": "logs"}
 
 
 class Protocol:
@@ -54,6 +54,7 @@ class OpenmakerApp:
         self.s3 = S3Protocol(self)
         self.sts = StsProtocol(self)
         self.sagemaker = JsonProtocol(self, "sagemaker", "SageMaker")
+        self.logs = JsonProtocol(self, "logs", "Logs_20140328")
         self._json_fallback = self.sagemaker
 
     # -- ASGI -----------------------------------------------------------------------------
@@ -108,6 +109,8 @@ class OpenmakerApp:
             return self.s3
         if service == "sts":
             return self.sts
+        if service == "logs":
+            return self.logs
         if service == "sagemaker":
             if target is None and request.raw_path.startswith("/endpoints/"):
                 raise errors.NotImplementedOperation(

@@ -22,6 +22,17 @@ OPERATIONS: dict[str, dict[str, str]] = {
         "ListTags": "openmaker.api.sagemaker:list_tags",
         "DeleteTags": "openmaker.api.sagemaker:delete_tags",
     },
+    "logs": {
+        name: f"openmaker.cloudwatch.logs:{handler}"
+        for name, handler in (
+            ("CreateLogGroup", "create_log_group"), ("DeleteLogGroup", "delete_log_group"),
+            ("DescribeLogGroups", "describe_log_groups"),
+            ("CreateLogStream", "create_log_stream"), ("DeleteLogStream", "delete_log_stream"),
+            ("DescribeLogStreams", "describe_log_streams"),
+            ("PutLogEvents", "put_log_events"), ("GetLogEvents", "get_log_events"),
+            ("FilterLogEvents", "filter_log_events"),
+        )
+    },
     "sts": {
         "GetCallerIdentity": "openmaker.api.sts:get_caller_identity",
     },

@@ -80,6 +80,20 @@ NotImplementedOperation = _error(
     "The operation exists in the AWS API but openmaker does not implement it yet.",
 )
 
+# --- CloudWatch Logs ---------------------------------------------------------------------
+ResourceAlreadyExistsException = _error(
+    "ResourceAlreadyExistsException", "ResourceAlreadyExistsException", 400,
+    "CloudWatch Logs: the log group or stream already exists.",
+)
+ResourceNotFoundException = _error(
+    "ResourceNotFoundException", "ResourceNotFoundException", 400,
+    "CloudWatch Logs: the log group or stream does not exist.",
+)
+InvalidParameterException = _error(
+    "InvalidParameterException", "InvalidParameterException", 400,
+    "CloudWatch Logs: a parameter is not valid.",
+)
+
 # --- authentication ----------------------------------------------------------------------
 MissingAuthenticationToken = _error(
     "MissingAuthenticationToken", "MissingAuthenticationTokenException", 403,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from openmaker.config import Settings
 
 if TYPE_CHECKING:
+    from openmaker.cloudwatch.logs import LogStore
     from openmaker.core.resources import ResourceStore
     from openmaker.storage.base import ObjectStore
 
@@ -35,8 +36,15 @@ class Platform:
         with self._lock:
             return open_resource_store(self.settings)
 
+    @cached_property
+    def logs(self) -> LogStore:
+        from openmaker.cloudwatch.logs import open_log_store
+
+        with self._lock:
+            return open_log_store(self.settings)
+
     def close(self) -> None:
-        for name in ("resources", "objects"):
+        for name in ("resources", "objects", "logs"):
             store = self.__dict__.pop(name, None)
             if store is not None:
                 store.close()

@@ -34,18 +34,16 @@ import binascii
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
 
 from openmaker.config import DEFAULT_ACCOUNT_ID, DEFAULT_REGION
 from openmaker.core.arns import make_arn
+from openmaker.core.database import Id, Key, create_schema, make_engine, reading, writing
 from openmaker.core.errors import (
     ConflictException,
     ResourceInUse,
@@ -62,7 +60,6 @@ DEFAULT_MAX_RESULTS = 100
 DEFAULT_TAG_MAX_RESULTS = 50
 SORT_KEYS = ("Name", "CreationTime", "Status", "LastModifiedTime")
 SORT_ORDERS = ("Ascending", "Descending")
-SQLITE_BUSY_TIMEOUT_SECONDS = 30
 
 Record = dict[str, Any]
 Tag = dict[str, str]
@@ -205,28 +202,21 @@ class ResourceStore(abc.ABC):
 
 # Binary collation on PostgreSQL so names and statuses sort the way SQLite sorts them,
 # whatever locale the cluster was created with.
-_Key = sa.String().with_variant(sa.String(collation="C"), "postgresql")
-_Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER
 
 _metadata = sa.MetaData()
 
-_schema_version = sa.Table(
-    "schema_version", _metadata,
-    sa.Column("component", sa.String(64), primary_key=True),
-    sa.Column("version", sa.Integer, nullable=False),
-)
 
 # Times are integer microseconds since the epoch: exact, and they compare and sort alike
 # on both databases (SQLite has no timestamp type), which keeps keyset tokens exact.
 _resources = sa.Table(
     "resources", _metadata,
-    sa.Column("id", _Id, primary_key=True, autoincrement=True),
-    sa.Column("resource_type", _Key, nullable=False),
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("resource_type", Key, nullable=False),
     sa.Column("name", sa.String(), nullable=False),
-    sa.Column("name_key", _Key, nullable=False),  # lower-cased name: uniqueness and sorting
+    sa.Column("name_key", Key, nullable=False),  # lower-cased name: uniqueness and sorting
     sa.Column("arn", sa.String(), nullable=False),
     # "" stands for no status, so that keyset comparisons never meet NULL
-    sa.Column("status", _Key, nullable=False),
+    sa.Column("status", Key, nullable=False),
     sa.Column("creation_time_us", sa.BigInteger, nullable=False),
     sa.Column("last_modified_time_us", sa.BigInteger, nullable=False),
     sa.Column("record", sa.JSON(), nullable=False),
@@ -241,8 +231,8 @@ _resources = sa.Table(
 
 _tags = sa.Table(
     "resource_tags", _metadata,
-    sa.Column("id", _Id, primary_key=True, autoincrement=True),  # keeps insertion order
-    sa.Column("resource_id", _Id, sa.ForeignKey("resources.id", ondelete="CASCADE"),
+    sa.Column("id", Id, primary_key=True, autoincrement=True),  # keeps insertion order
+    sa.Column("resource_id", Id, sa.ForeignKey("resources.id", ondelete="CASCADE"),
               nullable=False),
     sa.Column("key", sa.String(), nullable=False),
     sa.Column("value", sa.String(), nullable=False),
@@ -250,8 +240,6 @@ _tags = sa.Table(
 )
 
 _COMPONENT = "resources"
-_SCHEMA_LOCK_KEY = 0x6F6D5245  # pg advisory lock serialising schema creation ("omRE")
-_WRITE_OPTION = "openmaker_write"  # execution option: SQLite opens with BEGIN IMMEDIATE
 
 
 # --- values ------------------------------------------------------------------------------
@@ -382,56 +370,6 @@ def _decode_token(token: str, kind: str, binding: str) -> list[Any]:
 # --- the SQL store -----------------------------------------------------------------------
 
 
-def _make_engine(url: str) -> sa.Engine:
-    parsed = sa.make_url(url)
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        database = parsed.database
-        if not database or database == ":memory:" or database.startswith("file:"):
-            raise ValueError(
-                f"database URL {url!r} names an in-memory SQLite database, which separate "
-                "connections cannot share; use sqlite:///<path> instead"
-            )
-        path = Path(database).expanduser()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(
-            parsed.set(database=str(path)),
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
-        )
-        event.listen(engine, "connect", _configure_sqlite_connection)
-        event.listen(engine, "begin", _begin_sqlite_transaction)
-        return engine
-    if backend in ("postgresql", "postgres"):
-        if "+" not in parsed.drivername or backend == "postgres":
-            parsed = parsed.set(drivername="postgresql+psycopg")
-        return sa.create_engine(parsed, pool_pre_ping=True)
-    raise ValueError(
-        f"database URL {url!r} is not supported: use sqlite:///<path> or "
-        "postgresql+psycopg://<user>@<host>/<database>"
-    )
-
-
-def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
-    # The sqlite3 module opens transactions lazily and only before writes; turning that
-    # off lets _begin_sqlite_transaction open every transaction itself.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
-    cursor.execute("PRAGMA journal_mode = WAL")
-    # FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power loss, and
-    # an acknowledged write must survive that.
-    cursor.execute("PRAGMA synchronous = FULL")
-    cursor.execute("PRAGMA foreign_keys = ON")
-    cursor.close()
-
-
-def _begin_sqlite_transaction(connection: sa.Connection) -> None:
-    # Writers take the write lock up front: a deferred transaction that reads and then
-    # writes fails with SQLITE_BUSY when another writer got in between, without waiting.
-    write = connection.get_execution_options().get(_WRITE_OPTION, False)
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-
 class SqlResourceStore(ResourceStore):
     """The resource store on SQLite (``sqlite:///<path>``) or PostgreSQL
     (``postgresql+psycopg://...``; plain ``postgresql://`` means psycopg too)."""
@@ -441,7 +379,7 @@ class SqlResourceStore(ResourceStore):
     ) -> None:
         self.region = region
         self.account_id = account_id
-        self._engine = _make_engine(url)
+        self._engine = make_engine(url)
         self._dialect = self._engine.dialect.name
         try:
             self._initialise_schema()
@@ -459,38 +397,15 @@ class SqlResourceStore(ResourceStore):
 
     # -- connections ----------------------------------------------------------------------
 
-    @contextmanager
-    def _writing(self) -> Iterator[sa.Connection]:
-        with self._engine.connect() as connection:
-            connection.execution_options(**{_WRITE_OPTION: True})
-            with connection.begin():
-                yield connection
+    def _writing(self):
+        return writing(self._engine)
 
-    @contextmanager
-    def _reading(self) -> Iterator[sa.Connection]:
-        with self._engine.connect() as connection:
-            yield connection
+    def _reading(self):
+        return reading(self._engine)
 
     def _initialise_schema(self) -> None:
-        with self._writing() as connection:
-            if self._dialect == "postgresql":
-                # two processes creating the tables at once would collide in pg_type
-                connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK_KEY)))
-            _metadata.create_all(connection)
-            found = connection.execute(
-                sa.select(_schema_version.c.version)
-                .where(_schema_version.c.component == _COMPONENT)
-            ).scalar()
-            if found is None:
-                connection.execute(
-                    _schema_version.insert().values(component=_COMPONENT, version=SCHEMA_VERSION)
-                )
-            elif found > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"the database at {self.url} has resource schema version {found}, newer "
-                    f"than this openmaker understands ({SCHEMA_VERSION}); upgrade openmaker"
-                )
-            # Migrations from older schema versions go here, keyed on ``found``.
+        # Migrations from older schema versions go here, keyed on the version found.
+        create_schema(self._engine, _metadata, _COMPONENT, SCHEMA_VERSION)
 
     def close(self) -> None:
         self._engine.dispose()

@@ -1,0 +1,1 @@
+"""CloudWatch: the Logs API now; metrics come with training-job metrics."""
