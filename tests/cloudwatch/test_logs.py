@@ -6,10 +6,10 @@ import time
 
 import pytest
 from botocore.exceptions import ClientError
+from tests.conftest import start_server
 
 from openmaker.cloudwatch.logs import FilterPattern, open_log_store
 from openmaker.config import load_settings
-from tests.conftest import start_server
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,96 @@
+"""Data formats SageMaker's algorithms read and write: CSV, LibSVM, Parquet, JSON Lines, and
+RecordIO-protobuf (byte-compatible with the SageMaker Python SDK v2)."""
+
+from openmaker.formats.content_types import (
+    ContentType,
+    accepted_content_types,
+    parse_content_type,
+    read_dataset,
+    reader_for,
+)
+from openmaker.formats.csv import CSVFormatError, iter_csv_batches, read_csv, write_csv
+from openmaker.formats.jsonlines import (
+    JSONFormatError,
+    instances_to_features,
+    iter_jsonlines,
+    read_json_instances,
+    read_jsonlines,
+    read_jsonlines_instances,
+    write_jsonlines,
+)
+from openmaker.formats.libsvm import (
+    LibSVMData,
+    LibSVMFormatError,
+    iter_libsvm_batches,
+    read_libsvm,
+    read_libsvm_data,
+    write_libsvm,
+)
+from openmaker.formats.parquet import (
+    ParquetFormatError,
+    iter_parquet_batches,
+    read_parquet,
+    write_parquet,
+)
+from openmaker.formats.recordio import RecordIOError, frame_record
+from openmaker.formats.recordio_protobuf import (
+    BytesValue,
+    Record,
+    RecordProtobufError,
+    Tensor,
+    decode_record,
+    dense_record_bytes,
+    encode_record,
+    iter_examples,
+    iter_records,
+    read_recordio_protobuf,
+    read_records,
+    write_dense_records,
+    write_records,
+    write_sparse_records,
+)
+
+__all__ = [
+    "BytesValue",
+    "CSVFormatError",
+    "ContentType",
+    "JSONFormatError",
+    "LibSVMData",
+    "LibSVMFormatError",
+    "ParquetFormatError",
+    "Record",
+    "RecordIOError",
+    "RecordProtobufError",
+    "Tensor",
+    "accepted_content_types",
+    "decode_record",
+    "dense_record_bytes",
+    "encode_record",
+    "frame_record",
+    "instances_to_features",
+    "iter_csv_batches",
+    "iter_examples",
+    "iter_jsonlines",
+    "iter_libsvm_batches",
+    "iter_parquet_batches",
+    "iter_records",
+    "parse_content_type",
+    "read_csv",
+    "read_dataset",
+    "read_json_instances",
+    "read_jsonlines",
+    "read_jsonlines_instances",
+    "read_libsvm",
+    "read_libsvm_data",
+    "read_parquet",
+    "read_recordio_protobuf",
+    "read_records",
+    "reader_for",
+    "write_csv",
+    "write_dense_records",
+    "write_jsonlines",
+    "write_libsvm",
+    "write_parquet",
+    "write_records",
+    "write_sparse_records",
+]
