@@ -1,0 +1,1 @@
+"""Training jobs: the SageMaker container contract, input modes, distribution and metrics."""
