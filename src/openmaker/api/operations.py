@@ -21,6 +21,9 @@ OPERATIONS: dict[str, dict[str, str]] = {
         "AddTags": "openmaker.api.sagemaker:add_tags",
         "ListTags": "openmaker.api.sagemaker:list_tags",
         "DeleteTags": "openmaker.api.sagemaker:delete_tags",
+        "CreateTrainingJob": "openmaker.training.service:create_training_job",
+        "DescribeTrainingJob": "openmaker.training.service:describe_training_job",
+        "StopTrainingJob": "openmaker.training.service:stop_training_job",
     },
     "logs": {
         name: f"openmaker.cloudwatch.logs:{handler}"

@@ -108,6 +108,9 @@ def serve(settings: Settings, log_level: str = "warning") -> None:
     platform = Platform(settings)
     # open the stores before accepting requests, so configuration errors show at once
     _ = platform.objects, platform.resources
+    from openmaker.training.service import recover_interrupted_jobs
+
+    recover_interrupted_jobs(platform)  # jobs the previous server left running are failed
     app = OpenmakerApp(platform)
     config = uvicorn.Config(
         app, log_level=log_level, access_log=False, server_header=False, lifespan="on",

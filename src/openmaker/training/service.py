@@ -1,0 +1,310 @@
+"""The training-job operations: CreateTrainingJob, DescribeTrainingJob and StopTrainingJob.
+
+Jobs are script-mode jobs on the SageMaker framework images (scikit-learn, PyTorch,
+XGBoost), recognised by the image's repository name: the user's ``sagemaker_program``
+from the ``sagemaker_submit_directory`` archive runs under this server's Python, one
+process per instance, via :class:`~openmaker.training.runner.TrainingJobRunner`.
+Built-in algorithm images are refused for now. ``ListTrainingJobs`` is served by the
+generic List handler over the stored records.
+
+Runners live in the server process, so a job still ``InProgress`` when a server starts was
+cut off by the previous one: :func:`fail_interrupted_jobs` marks such jobs ``Failed``; it
+runs on the first training operation a server serves.
+"""
+
+from __future__ import annotations
+
+import atexit
+import copy
+import re
+import threading
+from typing import Any
+
+from openmaker.core import errors
+from openmaker.core.platform import Platform, RequestContext
+from openmaker.core.resources import ListQuery, ResourceNotFoundError
+from openmaker.storage.uri import S3Uri
+from openmaker.training.channels import ChannelSpec, list_channel_objects
+from openmaker.training.contract import decode_hyperparameters
+from openmaker.training.runner import (
+    RESOURCE_TYPE,
+    TrainingJobRunner,
+    finish,
+    now,
+    transition,
+)
+
+# Repository names of the SageMaker framework images that run script-mode jobs.
+FRAMEWORK_REPOSITORIES = frozenset({"sagemaker-scikit-learn", "pytorch-training",
+                                    "sagemaker-xgboost"})
+# Repository names of SageMaker's built-in algorithm images.
+BUILT_IN_REPOSITORIES = frozenset({
+    "xgboost", "linear-learner", "kmeans", "pca", "factorization-machines", "knn", "lda",
+    "ntm", "randomcutforest", "blazingtext", "object2vec", "ipinsights",
+    "image-classification", "object-detection", "semantic-segmentation", "forecasting-deepar",
+    "seq2seq",
+})
+RESTART_REASON = "The openmaker server restarted while the job was running"
+_IMAGE = re.compile(r"^(?:[^/]+/)*(?P<repository>[a-z0-9][a-z0-9._\-]*)(?::[\w.\-]+|@[\w:]+)?$")
+
+_runners: dict[str, TrainingJobRunner] = {}
+_runners_lock = threading.Lock()
+_recovered: set[int] = set()
+
+
+def _not_found() -> errors.AwsError:
+    return errors.ValidationException("Requested resource not found.")
+
+
+def fail_interrupted_jobs(platform: Platform) -> list[str]:
+    """Mark jobs left ``InProgress``/``Stopping`` by an earlier server ``Failed``; their
+    names."""
+    names: list[str] = []
+    for status in ("InProgress", "Stopping"):
+        token = None
+        while True:
+            page, token = platform.resources.list(
+                RESOURCE_TYPE, ListQuery(status_equals=status, next_token=token))
+            names.extend(resource.name for resource in page)
+            if not token:
+                break
+
+    def fail(record: dict) -> tuple[dict, str]:
+        if record["TrainingJobStatus"] in ("InProgress", "Stopping"):
+            finish(record, "Failed", "Failed")
+            record["FailureReason"] = RESTART_REASON
+        return record, record["TrainingJobStatus"]
+
+    for name in names:
+        platform.resources.update(RESOURCE_TYPE, name, mutate=fail)
+    return names
+
+
+def recover_interrupted_jobs(platform: Platform) -> None:
+    """Run :func:`fail_interrupted_jobs` once per server process, before it starts any job
+    (the server may call this at startup; every training operation calls it first)."""
+    with _runners_lock:
+        if id(platform) in _recovered:
+            return
+        fail_interrupted_jobs(platform)
+        _recovered.add(id(platform))
+
+
+def image_repository(image: str) -> str:
+    """The repository name of an image URI (``.../sagemaker-xgboost:1.7-1`` ->
+    ``sagemaker-xgboost``); ValidationException when it is not an image URI."""
+    match = _IMAGE.match(image)
+    if match is None:
+        raise errors.ValidationException(
+            f"AlgorithmSpecification.TrainingImage {image!r} is not an image URI "
+            "(<registry>/<repository>[:tag])"
+        )
+    return match.group("repository")
+
+
+def _check_script_mode(params: dict[str, Any]) -> None:
+    spec = params.get("AlgorithmSpecification")
+    if not spec:
+        raise errors.ValidationException("AlgorithmSpecification is required.")
+    if spec.get("AlgorithmName"):
+        raise errors.ValidationException(
+            "AlgorithmSpecification.AlgorithmName: algorithm resources are not implemented "
+            "yet; give a framework TrainingImage (scikit-learn, PyTorch or XGBoost)"
+        )
+    image = spec.get("TrainingImage")
+    if not image:
+        raise errors.ValidationException(
+            "AlgorithmSpecification.TrainingImage is required (exactly one of TrainingImage "
+            "and AlgorithmName)"
+        )
+    repository = image_repository(image)
+    hyperparameters = decode_hyperparameters(params.get("HyperParameters") or {})
+    program = hyperparameters.get("sagemaker_program")
+    if repository in BUILT_IN_REPOSITORIES or (
+        repository == "sagemaker-xgboost" and not program
+    ):
+        raise errors.ValidationException(
+            f"AlgorithmSpecification.TrainingImage {image!r}: built-in algorithms are not "
+            "implemented yet; use a framework image with HyperParameters.sagemaker_program"
+        )
+    if repository not in FRAMEWORK_REPOSITORIES:
+        raise errors.ValidationException(
+            f"AlgorithmSpecification.TrainingImage {image!r}: repository {repository!r} is not "
+            "a SageMaker framework image openmaker can run; use one of "
+            f"{', '.join(sorted(FRAMEWORK_REPOSITORIES))}"
+        )
+    if not isinstance(program, str) or not program or program.startswith("/") \
+            or ".." in program.split("/"):
+        raise errors.ValidationException(
+            "HyperParameters.sagemaker_program is required for a framework image: the entry "
+            "script's path inside sourcedir.tar.gz (e.g. train.py), relative and without '..'"
+        )
+    if spec.get("ContainerEntrypoint") or spec.get("ContainerArguments"):
+        raise errors.ValidationException(
+            "AlgorithmSpecification.ContainerEntrypoint/ContainerArguments are not supported "
+            "for framework images yet"
+        )
+
+
+def _check_source(ctx: RequestContext, params: dict[str, Any]) -> None:
+    hyperparameters = decode_hyperparameters(params.get("HyperParameters") or {})
+    uri = hyperparameters.get("sagemaker_submit_directory")
+    try:
+        source = S3Uri.parse(uri)  # type: ignore[arg-type]
+    except ValueError:
+        raise errors.ValidationException(
+            "HyperParameters.sagemaker_submit_directory must be the s3:// URI of a "
+            f"sourcedir.tar.gz, got {uri!r}"
+        ) from None
+    try:
+        ctx.platform.objects.head_object(source.bucket, source.key)
+    except errors.AwsError:
+        raise errors.ValidationException(
+            f"HyperParameters.sagemaker_submit_directory: no S3 object at {uri}"
+        ) from None
+
+
+def _check_channels(ctx: RequestContext, params: dict[str, Any]) -> None:
+    mode = params["AlgorithmSpecification"].get("TrainingInputMode", "File")
+    for channel in params.get("InputDataConfig") or []:
+        spec = ChannelSpec.from_config(channel, mode)
+        try:
+            list_channel_objects(ctx.platform.objects, spec)
+        except errors.ValidationException:
+            raise
+        except errors.AwsError:
+            raise errors.ValidationException(
+                f'No S3 objects found under S3 URL "{spec.uri}" given in input data source '
+                f"(channel {spec.name!r}). Please ensure that the bucket exists."
+            ) from None
+
+
+def _check_output(params: dict[str, Any]) -> None:
+    path = params["OutputDataConfig"].get("S3OutputPath")
+    try:
+        S3Uri.parse(path)
+    except ValueError:
+        raise errors.ValidationException(
+            f"OutputDataConfig.S3OutputPath must be an s3:// URI, got {path!r}"
+        ) from None
+    if not params.get("ResourceConfig"):
+        raise errors.ValidationException("ResourceConfig is required.")
+
+
+def _credentials(ctx: RequestContext) -> tuple[str, str]:
+    keys = ctx.settings.access_keys
+    if ctx.access_key_id and ctx.access_key_id in keys:
+        return ctx.access_key_id, keys[ctx.access_key_id]
+    if keys:
+        return next(iter(keys.items()))
+    return "openmaker", "openmaker"  # the server accepts any key without auth
+
+
+def _record(ctx: RequestContext, params: dict[str, Any], arn: str) -> dict[str, Any]:
+    created = now()
+    record = copy.deepcopy({k: v for k, v in params.items() if k != "Tags"})
+    record.setdefault("HyperParameters", {})
+    record.setdefault("InputDataConfig", [])
+    record.setdefault("StoppingCondition", {"MaxRuntimeInSeconds": 86400})
+    record["StoppingCondition"].setdefault("MaxRuntimeInSeconds", 86400)
+    record["AlgorithmSpecification"].setdefault("TrainingInputMode", "File")
+    record["ResourceConfig"].setdefault("InstanceCount", 1)
+    for flag in ("EnableNetworkIsolation", "EnableInterContainerTrafficEncryption",
+                 "EnableManagedSpotTraining"):
+        record.setdefault(flag, False)
+    record.update({
+        "TrainingJobArn": arn,
+        "ModelArtifacts": {"S3ModelArtifacts": ""},
+        "TrainingJobStatus": "InProgress",
+        "CreationTime": created,
+        "LastModifiedTime": created,
+        "SecondaryStatusTransitions": [],
+    })
+    transition(record, "Starting", when=created)
+    return record
+
+
+def create_training_job(ctx: RequestContext, params: dict) -> dict:
+    """Validate, store the job ``InProgress``/``Starting`` and start its runner."""
+    recover_interrupted_jobs(ctx.platform)
+    name = params["TrainingJobName"]
+    store = ctx.platform.resources
+    _check_script_mode(params)
+    _check_output(params)
+    if store.exists(RESOURCE_TYPE, name):
+        arn = store.get(RESOURCE_TYPE, name).arn
+        raise errors.ResourceInUse(_in_use_message(arn))
+    _check_source(ctx, params)
+    _check_channels(ctx, params)
+    from openmaker.core.arns import make_arn
+
+    arn = make_arn(RESOURCE_TYPE, name, region=ctx.region, account_id=ctx.account_id)
+    record = _record(ctx, params, arn)
+    store.create(RESOURCE_TYPE, name, record, status="InProgress", tags=params.get("Tags"),
+                 arn=arn, creation_time=record["CreationTime"],
+                 conflict_error=errors.ResourceInUse(_in_use_message(arn)))
+    runner = TrainingJobRunner(ctx.platform, name, server_url=ctx.settings.url,
+                               credentials=_credentials(ctx), region=ctx.region,
+                               on_done=_forget)
+    with _runners_lock:
+        _runners[name.lower()] = runner
+    runner.start()
+    return {"TrainingJobArn": arn}
+
+
+def _in_use_message(arn: str) -> str:
+    return ("Training job names must be unique within an AWS account and region, and a "
+            f"training job with this name already exists ({arn})")
+
+
+def _forget(name: str) -> None:
+    with _runners_lock:
+        _runners.pop(name.lower(), None)
+
+
+@atexit.register
+def _stop_running_jobs() -> None:
+    # When the server exits its jobs' processes go too; the jobs stay InProgress in the
+    # store and the next server marks them Failed.
+    with _runners_lock:
+        runners = list(_runners.values())
+    for runner in runners:
+        runner.terminate(grace_seconds=2)
+
+
+def describe_training_job(ctx: RequestContext, params: dict) -> dict:
+    """The stored record; ``ValidationException`` "Requested resource not found." when
+    there is no such job."""
+    recover_interrupted_jobs(ctx.platform)
+    try:
+        return ctx.platform.resources.get(RESOURCE_TYPE, params["TrainingJobName"]).record
+    except ResourceNotFoundError:
+        raise _not_found() from None
+
+
+def stop_training_job(ctx: RequestContext, params: dict) -> dict:
+    """Move a running job to ``Stopping``; its runner stops the processes, uploads what
+    they saved and ends ``Stopped``."""
+    recover_interrupted_jobs(ctx.platform)
+    name = params["TrainingJobName"]
+
+    def stopping(record: dict) -> tuple[dict, str]:
+        status = record["TrainingJobStatus"]
+        if status != "InProgress":
+            raise errors.ValidationException(
+                f"The training job {record['TrainingJobName']} is not running (status "
+                f"{status}); only InProgress jobs can be stopped."
+            )
+        record["TrainingJobStatus"] = "Stopping"
+        transition(record, "Stopping")
+        return record, "Stopping"
+
+    try:
+        ctx.platform.resources.update(RESOURCE_TYPE, name, mutate=stopping)
+    except ResourceNotFoundError:
+        raise _not_found() from None
+    with _runners_lock:
+        runner = _runners.get(name.lower())
+    if runner is not None:
+        runner.request_stop()
+    return {}
