@@ -8,11 +8,12 @@ The public names are the SDK's; they are imported on first use so that ``openmak
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["ServerStartError", "Session", "StorageEntry", "__version__"]
+__all__ = ["Estimator", "ServerStartError", "Session", "StorageEntry", "TrainingInput",
+           "TrainingJobFailedError", "__version__"]
 
 
 def __getattr__(name: str):
-    if name in ("ServerStartError", "Session", "StorageEntry"):
+    if name in __all__ and name != "__version__":
         from openmaker import sdk
 
         return getattr(sdk, name)

@@ -302,7 +302,9 @@ def test_session_signs_with_the_key_configured_on_its_home(auth_server, environm
 def test_package_exports_exactly_the_sdk_names():
     from openmaker import sdk
 
-    assert sorted(openmaker.__all__) == sorted([*sdk.__all__, "__version__"])
+    assert sorted(openmaker.__all__) == sorted([*sdk.__all__, "__version__"]) == [
+        "Estimator", "ServerStartError", "Session", "StorageEntry", "TrainingInput",
+        "TrainingJobFailedError", "__version__"]
     for name in sdk.__all__:
         assert getattr(openmaker, name) is getattr(sdk, name)
     with pytest.raises(AttributeError):

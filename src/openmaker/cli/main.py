@@ -12,6 +12,8 @@ EPILOG = """examples:
   openmaker server --port 7777              serve every API on one port (foreground)
   openmaker storage cp data/ s3://bucket/data/ --recursive
   openmaker storage ls s3://bucket/data/
+  openmaker training list
+  openmaker training logs my-job --follow
   openmaker status
 """
 
@@ -55,6 +57,24 @@ def build_parser() -> argparse.ArgumentParser:
     rb = actions.add_parser("rb", help="remove an empty bucket")
     rb.add_argument("uri")
 
+    training = commands.add_parser("training", help="list, describe, tail and stop "
+                                   "training jobs", description="Training jobs on the server.")
+    training.add_argument("--url", help="server URL (default $OPENMAKER_URL, else the "
+                                        "server on this home, else a new one)")
+    training.add_argument("--home", help="home directory")
+    jobs = training.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = jobs.add_parser("list", help="every training job: name, status, created")
+    listing.add_argument("--page-size", type=int, help="jobs per ListTrainingJobs request "
+                                                       "(default: the server's)")
+    describe = jobs.add_parser("describe", help="DescribeTrainingJob as JSON")
+    describe.add_argument("job")
+    logs = jobs.add_parser("logs", help="the job's log lines, every instance's stream")
+    logs.add_argument("job")
+    logs.add_argument("-f", "--follow", action="store_true",
+                      help="keep printing new lines until the job ends")
+    stop = jobs.add_parser("stop", help="stop a running job")
+    stop.add_argument("job")
+
     status = commands.add_parser("status", help="what is running, where the home is")
     status.add_argument("--home", help="home directory")
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -75,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     from openmaker.config import ConfigError
 
     try:
-        return {"server": run_server, "storage": run_storage, "status": run_status}[
+        return {"server": run_server, "storage": run_storage, "training": run_training,
+                "status": run_status}[
             args.command](args)
     except ConfigError as exc:
         print(f"openmaker: configuration error: {exc}", file=sys.stderr)
@@ -181,6 +202,51 @@ def _s3_copy_pairs(session, args: argparse.Namespace) -> list:
         key = S3Uri.parse(entry.uri).key
         pairs.append((S3Uri(source.bucket, key), target.join(key[len(prefix):])))
     return pairs
+
+
+def run_training(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from openmaker.sdk import ServerStartError, Session
+
+    try:
+        session = Session(args.url, home=args.home)
+        return _training_action(session, args)
+    except ClientError as exc:
+        print(_client_error_line(exc), file=sys.stderr)
+    except (BotoCoreError, OSError, ValueError, ServerStartError) as exc:
+        print(f"openmaker: {exc}", file=sys.stderr)
+    return 1
+
+
+def _training_action(session, args: argparse.Namespace) -> int:
+    from openmaker.sdk.estimator import follow_training_job
+
+    client = session.sagemaker
+    if args.action == "list":
+        rows = [(job["TrainingJobName"], job["TrainingJobStatus"],
+                 job["CreationTime"].strftime("%Y-%m-%d %H:%M:%S"))
+                for page in client.get_paginator("list_training_jobs").paginate(
+                    PaginationConfig={"PageSize": args.page_size} if args.page_size else {})
+                for job in page["TrainingJobSummaries"]]
+        width = max([len(name) for name, _, _ in rows] + [4])
+        print(f"{'NAME':<{width}}  {'STATUS':<10}  CREATED")
+        for name, status, created in rows:
+            print(f"{name:<{width}}  {status:<10}  {created}")
+        return 0
+    if args.action == "describe":
+        job = client.describe_training_job(TrainingJobName=args.job)
+        job.pop("ResponseMetadata", None)
+        print(json.dumps(job, indent=2, default=str))
+        return 0
+    if args.action == "logs":
+        job = follow_training_job(session, args.job, follow=args.follow)
+        if args.follow:
+            print(f"openmaker: {args.job} ended {job['TrainingJobStatus']}", file=sys.stderr)
+        return 0
+    client.stop_training_job(TrainingJobName=args.job)
+    print(f"stopping: {args.job}")
+    return 0
 
 
 def run_status(args: argparse.Namespace) -> int:
