@@ -12,6 +12,7 @@ The record changes only through ``ResourceStore.update(mutate=...)``, so the run
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import sys
 import tarfile
@@ -42,6 +43,9 @@ from openmaker.training.contract import (
     user_arguments,
     write_config,
 )
+from openmaker.training.metrics import MetricParser, MetricPoint, final_metric_data, metric_store
+
+log = logging.getLogger(__name__)
 
 RESOURCE_TYPE = "training-job"
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -49,6 +53,7 @@ MAX_FAILURE_REASON = 1024
 TAIL_LINES = 40  # output lines per instance kept for the failure reason
 POLL_SECONDS = 0.2
 CHUNK_SIZE = 1024 * 1024
+METRICS_UPDATE_SECONDS = 2.0  # FinalMetricDataList is refreshed at most this often
 
 # SecondaryStatusTransitions messages (the documented ones where SageMaker has them).
 MESSAGES = {
@@ -154,6 +159,11 @@ class TrainingJobRunner:
         self._lock = threading.Lock()
         self._streams: dict[str, str] = {}
         self._abandoned = False  # the server is exiting: leave the record to the next one
+        self._metrics: MetricParser | None = None  # set before the processes start
+        self._points: list[MetricPoint] = []  # parsed, not yet written
+        self._latest: dict[str, MetricPoint] = {}  # per metric name, the last point written
+        self._metrics_changed = False  # _latest is newer than FinalMetricDataList
+        self._metrics_published = 0.0  # time.monotonic() of the last record update
 
     # -- control ------------------------------------------------------------------------
     def start(self) -> TrainingJobRunner:
@@ -291,6 +301,8 @@ class TrainingJobRunner:
                 transition(record, "Training")
 
         self._update(started)
+        definitions = record["AlgorithmSpecification"].get("MetricDefinitions")
+        self._metrics = MetricParser(definitions) if definitions else None
         max_runtime = (record.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
         backend = open_compute_backend(self.platform.settings)
         handle = backend.start(self.job_name, specs, self._on_output,
@@ -318,9 +330,15 @@ class TrainingJobRunner:
 
     # -- output -------------------------------------------------------------------------
     def _on_output(self, host: str, line: str) -> None:
+        metrics = self._metrics
+        found = metrics.parse(line) if metrics else ()
         with self._lock:
             self._pending[host].append(line)
             self._tails[host].append(line)
+            if found:
+                stamp = time.time_ns() // 1_000_000
+                self._points.extend(MetricPoint(name, stamp, value, host)
+                                    for name, value in found)
 
     def _flush_logs(self) -> None:
         with self._lock:
@@ -328,6 +346,34 @@ class TrainingJobRunner:
         for host, lines in pending.items():
             if lines:
                 self.platform.logs.append(LOG_GROUP, self._streams[host], lines)
+        self._flush_metrics()
+        if self._metrics_changed and \
+                time.monotonic() - self._metrics_published >= METRICS_UPDATE_SECONDS:
+            self._publish_metrics()
+
+    # -- metrics ------------------------------------------------------------------------
+    def _flush_metrics(self) -> None:
+        """Write the points parsed since the last flush, in one transaction."""
+        with self._lock:
+            points, self._points = self._points, []
+        if not points:
+            return
+        metric_store(self.platform).add(self.job_name, points)
+        for point in points:
+            self._latest[point.metric_name] = point
+        self._metrics_changed = True
+
+    def _publish_metrics(self) -> None:
+        """Show the latest value of each metric in the record's FinalMetricDataList."""
+        assert self._metrics is not None
+        final = final_metric_data(self._metrics.names, self._latest)
+
+        def change(record: Record) -> None:
+            record["FinalMetricDataList"] = final
+
+        self._metrics_changed = False
+        self._metrics_published = time.monotonic()
+        self._update(change)
 
     def _failure_reason(self, layouts: list[InstanceLayout], codes: dict[str, int]) -> str:
         failed = [layout for layout in layouts if codes.get(layout.host, 0) != 0]
@@ -373,10 +419,21 @@ class TrainingJobRunner:
 
     def _end(self, status: str, secondary: str, *, failure: str | None = None,
              model_uri: str | None = None) -> None:
+        final = None
+        if self._metrics:
+            try:
+                self._flush_metrics()
+            except Exception:  # the job must end even when its metrics cannot be written
+                log.exception("training job %s: writing metrics failed", self.job_name)
+            final = final_metric_data(self._metrics.names, self._latest)
+            self._metrics_changed = False
+
         def change(record: Record) -> None:
             if record["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"):
                 return
             finish(record, status, secondary)
+            if final:
+                record["FinalMetricDataList"] = final
             if failure is not None:
                 record["FailureReason"] = failure[:MAX_FAILURE_REASON]
             if model_uri is not None:

@@ -26,6 +26,7 @@ from openmaker.core.resources import ListQuery, ResourceNotFoundError
 from openmaker.storage.uri import S3Uri
 from openmaker.training.channels import ChannelSpec, list_channel_objects
 from openmaker.training.contract import decode_hyperparameters
+from openmaker.training.metrics import compile_definitions
 from openmaker.training.runner import (
     RESOURCE_TYPE,
     TrainingJobRunner,
@@ -230,6 +231,7 @@ def create_training_job(ctx: RequestContext, params: dict) -> dict:
     name = params["TrainingJobName"]
     store = ctx.platform.resources
     _check_script_mode(params)
+    compile_definitions(params["AlgorithmSpecification"].get("MetricDefinitions"))
     _check_output(params)
     if store.exists(RESOURCE_TYPE, name):
         arn = store.get(RESOURCE_TYPE, name).arn
