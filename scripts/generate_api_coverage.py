@@ -17,6 +17,8 @@ SERVICES = {
     "sagemaker-runtime": "Amazon SageMaker Runtime (REST-JSON)",
     "sts": "AWS STS (query protocol)",
     "logs": "Amazon CloudWatch Logs (AWS JSON 1.1, X-Amz-Target: Logs_20140328.*)",
+    "cloudwatch": "Amazon CloudWatch metrics (AWS JSON 1.0, query-compatible, X-Amz-Target: "
+                  "GraniteServiceVersion20100801.*)",
 }
 TARGET = Path(__file__).resolve().parent.parent / "docs" / "api-coverage.md"
 

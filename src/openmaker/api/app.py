@@ -2,9 +2,9 @@
 
 Each request is routed by the service named in its SigV4 credential scope, then by
 ``X-Amz-Target`` or by its path (the way one AWS edge port serves many services), and
-handed to the protocol that service speaks: AWS JSON 1.1 (SageMaker), S3 REST-XML, or the
-query protocol (STS). Protocol handlers do blocking work (files, database) in a thread
-pool, never on the event loop.
+handed to the protocol that service speaks: AWS JSON 1.1 (SageMaker, CloudWatch Logs),
+AWS JSON 1.0 (CloudWatch metrics), S3 REST-XML, or the query protocol (STS). Protocol
+handlers do blocking work (files, database) in a thread pool, never on the event loop.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from openmaker.core.platform import Platform, RequestContext
 log = logging.getLogger("openmaker.api")
 
 # X-Amz-Target prefix -> botocore service name, for requests that carry no signature
-TARGET_PREFIXES = {"SageMaker": "sagemaker", "Logs_20140328": "logs"}
+TARGET_PREFIXES = {"SageMaker": "sagemaker", "Logs_20140328": "logs",
+                   "GraniteServiceVersion20100801": "monitoring"}
 
 
 class Protocol:
@@ -44,6 +45,7 @@ class OpenmakerApp:
     """ASGI callable; ``platform`` holds the settings and stores."""
 
     def __init__(self, platform: Platform, max_workers: int = 64) -> None:
+        from openmaker.api.cloudwatch import CloudWatchProtocol
         from openmaker.api.json_protocol import JsonProtocol
         from openmaker.api.s3 import S3Protocol
         from openmaker.api.sts import StsProtocol
@@ -55,6 +57,7 @@ class OpenmakerApp:
         self.sts = StsProtocol(self)
         self.sagemaker = JsonProtocol(self, "sagemaker", "SageMaker")
         self.logs = JsonProtocol(self, "logs", "Logs_20140328")
+        self.cloudwatch = CloudWatchProtocol(self)
         self._json_fallback = self.sagemaker
 
     # -- ASGI -----------------------------------------------------------------------------
@@ -111,6 +114,8 @@ class OpenmakerApp:
             return self.sts
         if service == "logs":
             return self.logs
+        if service == "monitoring":  # CloudWatch's signing name
+            return self.cloudwatch
         if service == "sagemaker":
             if target is None and request.raw_path.startswith("/endpoints/"):
                 raise errors.NotImplementedOperation(

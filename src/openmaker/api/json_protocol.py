@@ -45,6 +45,7 @@ class JsonProtocol(Protocol):
             )
         self._check_request_shape(request)
         params = self._decode(body)
+        self.check_params(operation, params)
         parsed = validation.parse_params(operation.input_shape, params)
         handler = operations.resolve(self.service, operation_name) or self.fallback(operation_name)
         if handler is None:
@@ -60,6 +61,9 @@ class JsonProtocol(Protocol):
             [("content-type", self.content_type), ("x-amzn-requestid", request.request_id)],
             json.dumps(output, separators=(",", ":")).encode(),
         )
+
+    def check_params(self, operation, params: object) -> None:
+        """Checks a service makes before the model's (none by default)."""
 
     def fallback(self, operation_name: str):
         """A generic handler for operations with no registered one (none by default)."""

@@ -36,6 +36,11 @@ OPERATIONS: dict[str, dict[str, str]] = {
             ("FilterLogEvents", "filter_log_events"),
         )
     },
+    "cloudwatch": {
+        "ListMetrics": "openmaker.cloudwatch.metrics:list_metrics",
+        "GetMetricData": "openmaker.cloudwatch.metrics:get_metric_data",
+        "GetMetricStatistics": "openmaker.cloudwatch.metrics:get_metric_statistics",
+    },
     "sts": {
         "GetCallerIdentity": "openmaker.api.sts:get_caller_identity",
     },

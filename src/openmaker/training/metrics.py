@@ -145,6 +145,37 @@ class MetricStore:
             rows = connection.execute(query).all()
         return [MetricPoint(r.metric_name, r.timestamp, r.value, r.host) for r in rows]
 
+    def series(self, job_name: str | None = None, metric_name: str | None = None,
+               since_ms: int | None = None) -> list[tuple[str, str, str, int]]:
+        """``(job key, metric name, host, latest timestamp)`` for each series with a point
+        (at or after ``since_ms`` when given), ordered by job key, metric name, host."""
+        c = _points.c
+        query = sa.select(c.job_key, c.metric_name, c.host, sa.func.max(c.timestamp))
+        if job_name is not None:
+            query = query.where(c.job_key == job_name.lower())
+        if metric_name is not None:
+            query = query.where(c.metric_name == metric_name)
+        if since_ms is not None:
+            query = query.where(c.timestamp >= since_ms)
+        query = (query.group_by(c.job_key, c.metric_name, c.host)
+                 .order_by(c.job_key, c.metric_name, c.host))
+        with reading(self._engine) as connection:
+            return [tuple(row) for row in connection.execute(query).all()]
+
+    def points(self, job_name: str, metric_name: str, start_ms: int, end_ms: int,
+               host: str | None = None) -> list[MetricPoint]:
+        """The points of one metric of one job (of one host when given) with
+        ``start_ms <= timestamp < end_ms``, in time order."""
+        c = _points.c
+        query = sa.select(_points).where(
+            c.job_key == job_name.lower(), c.metric_name == metric_name,
+            c.timestamp >= start_ms, c.timestamp < end_ms)
+        if host is not None:
+            query = query.where(c.host == host)
+        with reading(self._engine) as connection:
+            rows = connection.execute(query.order_by(c.timestamp, c.id)).all()
+        return [MetricPoint(r.metric_name, r.timestamp, r.value, r.host) for r in rows]
+
 
 _stores: weakref.WeakKeyDictionary[Platform, MetricStore] = weakref.WeakKeyDictionary()
 _stores_lock = threading.Lock()
@@ -173,3 +204,36 @@ def final_metric_data(names: Sequence[str], latest: dict[str, MetricPoint],
     return [{"MetricName": name, "Value": latest[name].value,
              "Timestamp": to_datetime(latest[name].timestamp)}
             for name in names if name in latest]
+
+
+def metric_series(platform: Platform, job_name: str | None = None,
+                  metric_name: str | None = None, since_ms: int | None = None,
+                  ) -> list[dict[str, Any]]:
+    """Each stored series ``{TrainingJobName, MetricName, Host, LastTimestamp (epoch ms)}``,
+    optionally for one job / one metric / with points since ``since_ms``. The job name is
+    spelt as the job record spells it (the table keeps it in lower case)."""
+    spelt: dict[str, str] = {}
+    found = []
+    for job_key, name, host, last in metric_store(platform).series(job_name, metric_name,
+                                                                   since_ms):
+        if job_key not in spelt:
+            spelt[job_key] = _job_name(platform, job_key)
+        found.append({"TrainingJobName": spelt[job_key], "MetricName": name, "Host": host,
+                      "LastTimestamp": last})
+    return found
+
+
+def metric_points(platform: Platform, job_name: str, metric_name: str, start_ms: int,
+                  end_ms: int, host: str | None = None) -> list[MetricPoint]:
+    """Points of ``metric_name`` of ``job_name`` (one host's, when given) in
+    ``[start_ms, end_ms)``, in time order."""
+    return metric_store(platform).points(job_name, metric_name, start_ms, end_ms, host)
+
+
+def _job_name(platform: Platform, job_key: str) -> str:
+    from openmaker.core.resources import ResourceNotFoundError
+
+    try:
+        return platform.resources.get("training-job", job_key).record["TrainingJobName"]
+    except (ResourceNotFoundError, KeyError):
+        return job_key  # points without a job record (written by hand)
