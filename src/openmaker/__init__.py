@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 __all__ = ["Estimator", "ServerStartError", "Session", "StorageEntry", "TrainingInput",
-           "TrainingJobFailedError", "__version__"]
+           "TrainingJobAnalytics", "TrainingJobFailedError", "__version__"]
 
 
 def __getattr__(name: str):

@@ -304,7 +304,7 @@ def test_package_exports_exactly_the_sdk_names():
 
     assert sorted(openmaker.__all__) == sorted([*sdk.__all__, "__version__"]) == [
         "Estimator", "ServerStartError", "Session", "StorageEntry", "TrainingInput",
-        "TrainingJobFailedError", "__version__"]
+        "TrainingJobAnalytics", "TrainingJobFailedError", "__version__"]
     for name in sdk.__all__:
         assert getattr(openmaker, name) is getattr(sdk, name)
     with pytest.raises(AttributeError):
