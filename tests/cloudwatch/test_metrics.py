@@ -357,6 +357,19 @@ def test_other_operations_are_not_implemented(cloudwatch):
     assert "PutMetricData" in error_of(excinfo)["Message"]
 
 
+def test_unsigned_requests_are_routed_by_target(server):
+    import urllib.request
+
+    request = urllib.request.Request(server.url + "/", method="POST", data=json.dumps(
+        {"Namespace": NAMESPACE, "MetricName": "accuracy"}).encode(), headers={
+        "X-Amz-Target": "GraniteServiceVersion20100801.ListMetrics",
+        "Content-Type": "application/x-amz-json-1.0"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.headers["Content-Type"] == "application/x-amz-json-1.0"
+        body = json.loads(response.read())
+    assert [m["Dimensions"][0]["Name"] for m in body["Metrics"]] == ["TrainingJobName", "Host"]
+
+
 def test_signed_requests_are_verified(auth_server):
     from tests.conftest import TEST_KEY_ID, TEST_SECRET
 

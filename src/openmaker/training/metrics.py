@@ -6,7 +6,8 @@ arrives; the first capture group (the whole match when the regex has no group) i
 as a float and kept as a data point — job, metric name, time, value, instance host — in
 the ``training_metrics`` table of the platform's database. ``DescribeTrainingJob`` shows
 the latest value of each metric in ``FinalMetricDataList``; :func:`metric_history` returns
-every point.
+every point, and :func:`metric_series` / :func:`metric_points` (filtered in SQL) serve the
+CloudWatch metrics API (``openmaker.cloudwatch.metrics``).
 
 Values are parsed like Python's ``float`` (``0.5``, ``-3``, ``1e-3``, ``.5E+2``, ``nan``,
 ``inf``, surrounding spaces allowed). Text that does not parse is skipped, and so are NaN
