@@ -163,7 +163,9 @@ class JobRunner:
                 except subprocess.TimeoutExpired:
                     for other in processes:
                         other.kill()
-                    raise
+                    partial = [other.communicate()[0] for other in processes]
+                    raise AssertionError(f"instances still running after {timeout} s; their "
+                                         f"output:\n" + "\n---\n".join(partial)) from None
                 outputs.append(output)
                 codes.append(process.returncode)
         return Result(layouts, codes, outputs, request)

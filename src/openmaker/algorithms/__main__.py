@@ -72,4 +72,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # After a failed distributed run the collective's native threads can crash the
+    # interpreter's teardown; the failure file is written, so leave without it.
+    if code:
+        os._exit(code)

@@ -409,7 +409,7 @@ class _CustomMetrics:
             return values
         from xgboost import collective
 
-        return collective.allreduce(values, collective.Op.SUM)
+        return collective.allreduce(values, collective.Op.SUM).reshape(values.shape)
 
     def __call__(self, predictions: np.ndarray, dmatrix: Any) -> list[tuple[str, float]]:
         labels = dmatrix.get_label()
@@ -571,11 +571,13 @@ def _communicator(env: TrainingEnvironment) -> Iterator[bool]:
         tracker = RabitTracker(n_workers=len(hosts), host_ip=env.master_addr,
                                port=env.master_port, sortby="task", timeout=TRACKER_TIMEOUT_S)
         tracker.start()
-    with collective.CommunicatorContext(
-            dmlc_communicator="rabit", dmlc_tracker_uri=env.master_addr,
-            dmlc_tracker_port=env.master_port, dmlc_task_id=env.current_host,
-            dmlc_retry=30, dmlc_timeout=TRACKER_TIMEOUT_S):
-        yield True
+    collective.init(dmlc_communicator="rabit", dmlc_tracker_uri=env.master_addr,
+                    dmlc_tracker_port=env.master_port, dmlc_task_id=env.current_host,
+                    dmlc_retry=6, dmlc_timeout=TRACKER_TIMEOUT_S)
+    # Not a try/finally: after a failure the tracker may be gone, and finalize() would
+    # retry reaching it for minutes; the process exits right after anyway.
+    yield True
+    collective.finalize()
     if tracker is not None:
         tracker.wait_for(TRACKER_TIMEOUT_S)
         tracker.free()
