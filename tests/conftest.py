@@ -7,11 +7,20 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+# The SageMaker SDK reports usage to an AWS host unless its defaults config opts out; tests
+# reach nothing outside loopback, so every test (and server, and job) runs opted out.
+_SDK_CONFIG = Path(tempfile.mkdtemp(prefix="openmaker-sdk-config-")) / "config.yaml"
+_SDK_CONFIG.write_text("SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n"
+                       "      TelemetryOptOut: true\n")
+os.environ["SAGEMAKER_USER_CONFIG_OVERRIDE"] = str(_SDK_CONFIG)
+os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")  # the SDK's v2 notice
 
 TEST_KEY_ID = "AKIDOPENMAKERTEST"
 TEST_SECRET = "openmaker-test-secret"

@@ -40,6 +40,10 @@ class Settings:
     access_keys: dict[str, str] = field(default_factory=dict)  # access key id -> secret
     max_clock_skew_seconds: int = 900
     max_json_body_bytes: int = 16 * 1024 * 1024
+    # Managed spot training: interrupt each spot job's first run after this many seconds of
+    # training (None: never), then wait this long for "capacity" (unbilled) before resuming.
+    spot_interruption_after_seconds: int | None = None
+    spot_capacity_wait_seconds: int = 2
 
     @property
     def auth_enabled(self) -> bool:
@@ -92,6 +96,13 @@ _SOURCES: dict[str, tuple[str, str, str, type]] = {
     "max_clock_skew_seconds": (
         "OPENMAKER_MAX_CLOCK_SKEW_SECONDS", "auth", "max_clock_skew_seconds", int,
     ),
+    "spot_interruption_after_seconds": (
+        "OPENMAKER_SPOT_INTERRUPTION_AFTER_SECONDS", "training",
+        "spot_interruption_after_seconds", int,
+    ),
+    "spot_capacity_wait_seconds": (
+        "OPENMAKER_SPOT_CAPACITY_WAIT_SECONDS", "training", "spot_capacity_wait_seconds", int,
+    ),
 }
 
 
@@ -130,7 +141,7 @@ def _read_toml(path: Path) -> dict:
             document = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    for section in ("server", "storage", "database", "auth"):
+    for section in ("server", "storage", "database", "auth", "training"):
         if not isinstance(document.get(section, {}), dict):
             raise ConfigError(
                 f"{path}: {section} must be a table ([{section}] on a line of its own), "
@@ -212,6 +223,12 @@ def _check(settings: Settings) -> None:
             f"server port must be between 0 and 65535, got {settings.port} "
             "(OPENMAKER_PORT or [server] port)"
         )
+    for name in ("spot_interruption_after_seconds", "spot_capacity_wait_seconds"):
+        value = getattr(settings, name)
+        if value is not None and value < 0:
+            env_name, section, key, _ = _SOURCES[name]
+            raise ConfigError(f"{key} must be 0 or more seconds, got {value} "
+                              f"({env_name} or [{section}] {key})")
     if not (len(settings.account_id) == 12 and settings.account_id.isdigit()):
         raise ConfigError(
             f"account id must be 12 digits, got {settings.account_id!r} (OPENMAKER_ACCOUNT_ID)"

@@ -69,22 +69,27 @@ def job_server(tmp_path_factory):
     running.stop()
 
 
-def source_tar(script: str) -> bytes:
+def source_tar(script: str, files: dict[str, str] | None = None) -> bytes:
+    """``sourcedir.tar.gz`` holding ``train.py`` and any other ``files`` (path -> text)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        data = script.encode()
-        info = tarfile.TarInfo("train.py")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
+        for path, text in {"train.py": script, **(files or {})}.items():
+            data = text.encode()
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
 
 
 def create_job(server, script: str, *, name: str | None = None, count: int = 1,
                max_runtime: int = 600, image: str = IMAGE, hyperparameters=None,
-               channels: bool = True, input_mode: str = "File") -> str:
+               channels: bool = True, input_mode: str = "File",
+               files: dict[str, str] | None = None, **request) -> str:
+    """Upload ``script`` (and ``files``) and create a job running it; ``request`` adds or
+    replaces top-level CreateTrainingJob members."""
     name = name or f"job-{uuid.uuid4().hex[:12]}"
     key = f"{name}/source/sourcedir.tar.gz"
-    server.client("s3").put_object(Bucket=BUCKET, Key=key, Body=source_tar(script))
+    server.client("s3").put_object(Bucket=BUCKET, Key=key, Body=source_tar(script, files))
     params = {
         "TrainingJobName": name,
         "AlgorithmSpecification": {"TrainingImage": image, "TrainingInputMode": input_mode},
@@ -106,6 +111,7 @@ def create_job(server, script: str, *, name: str | None = None, count: int = 1,
             "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix",
                                             "S3Uri": f"s3://{BUCKET}/data/train/"}},
         }]
+    params.update(request)
     server.client("sagemaker").create_training_job(**params)
     return name
 
@@ -272,7 +278,7 @@ def test_duplicate_name_is_resource_in_use(job_server):
 
 @pytest.mark.parametrize(("image", "expected"), [
     ("123456789012.dkr.ecr.us-east-1.amazonaws.com/my-own-image:latest", "TrainingImage"),
-    ("683313688378.dkr.ecr.us-east-1.amazonaws.com/xgboost:1", "built-in algorithms"),
+    ("382416733822.dkr.ecr.us-east-1.amazonaws.com/kmeans:1", "'kmeans' is not implemented"),
 ])
 def test_unsupported_images_are_validation_errors(job_server, image, expected):
     with pytest.raises(ClientError) as raised:

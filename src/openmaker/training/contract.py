@@ -16,12 +16,14 @@ import re
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 HYPERPARAMETERS_FILE = "hyperparameters.json"
 RESOURCE_CONFIG_FILE = "resourceconfig.json"
 INPUT_DATA_CONFIG_FILE = "inputdataconfig.json"
+CHECKPOINT_CONFIG_FILE = "checkpointconfig.json"
+CONTAINER_ROOT = "/opt/ml"
 
 HOMOGENEOUS_GROUP = "homogeneousCluster"  # the toolkit's and SDK's name for the only group
 NETWORK_INTERFACE = "eth0"
@@ -157,6 +159,10 @@ class InstanceLayout:
     def code_dir(self) -> Path:
         return self.root / "code"
 
+    def container_path(self, path: str) -> Path:
+        """Where the container path ``path`` (under ``/opt/ml``) lies in this real tree."""
+        return self.root / opt_ml_relative(path)
+
     def channel_dir(self, channel: str) -> Path:
         """``input/data/<channel>``: File and FastFile mode data for ``channel``."""
         return self.input_data_dir / _check_channel(channel)
@@ -175,6 +181,17 @@ class InstanceLayout:
             self.code_dir,
         ):
             directory.mkdir(parents=True, exist_ok=True)
+
+
+def opt_ml_relative(path: str) -> PurePosixPath:
+    """``path`` relative to ``/opt/ml``; ValueError for a path elsewhere, since an instance
+    has no file system outside its ``opt/ml`` tree."""
+    posix = PurePosixPath(path)
+    if not posix.is_absolute() or ".." in posix.parts \
+            or not posix.is_relative_to(CONTAINER_ROOT):
+        raise ValueError(f"{path!r} must be an absolute path under {CONTAINER_ROOT}/ without "
+                         "'..' (openmaker instances have no file system outside /opt/ml)")
+    return posix.relative_to(CONTAINER_ROOT)
 
 
 def fifo_path(layout: InstanceLayout, channel: str, epoch: int) -> Path:
@@ -302,12 +319,26 @@ def write_json_atomic(path: Path, document: Any) -> None:
         raise
 
 
+def checkpoint_directory(layout: InstanceLayout, request: Mapping[str, Any]) -> Path | None:
+    """The real directory behind ``CheckpointConfig.LocalPath``; None without a config."""
+    checkpoint = request.get("CheckpointConfig")
+    if not checkpoint:
+        return None
+    return layout.container_path(checkpoint.get("LocalPath") or f"{CONTAINER_ROOT}/checkpoints")
+
+
 def write_config(layout: InstanceLayout, request: Mapping[str, Any]) -> None:
-    """Write the three ``input/config`` files for ``layout``'s instance from a
-    CreateTrainingJob request."""
+    """Write the ``input/config`` files for ``layout``'s instance from a CreateTrainingJob
+    request: the three every job has, and ``checkpointconfig.json`` (``LocalPath`` as the
+    real directory) when the job has a ``CheckpointConfig``."""
     write_json_atomic(layout.hyperparameters_file, hyperparameters_config(request))
     write_json_atomic(layout.resource_config_file, resource_config(request, layout.index))
     write_json_atomic(layout.input_data_config_file, input_data_config(request))
+    checkpoints = checkpoint_directory(layout, request)
+    if checkpoints is not None:
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(layout.input_config_dir / CHECKPOINT_CONFIG_FILE, {
+            "LocalPath": str(checkpoints), "S3Uri": request["CheckpointConfig"]["S3Uri"]})
 
 
 # ---------------------------------------------------------------- hyperparameters

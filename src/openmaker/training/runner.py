@@ -12,8 +12,11 @@ The record changes only through ``ResourceStore.update(mutate=...)``, so the run
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import os
+import shutil
+import socket
 import sys
 import tarfile
 import tempfile
@@ -35,15 +38,23 @@ from openmaker.core.platform import Platform
 from openmaker.core.resources import Record
 from openmaker.storage.uri import S3Uri
 from openmaker.training.channels import deliver_channel
+from openmaker.training.checkpoints import CheckpointSync, restore_checkpoints
 from openmaker.training.contract import (
     InstanceLayout,
-    decode_hyperparameters,
+    checkpoint_directory,
     host_count,
     training_environment,
     user_arguments,
     write_config,
 )
+from openmaker.training.images import TrainingProgram, training_program
 from openmaker.training.metrics import MetricParser, MetricPoint, final_metric_data, metric_store
+from openmaker.training.requirements import (
+    RequirementsError,
+    RequirementsStopped,
+    RequirementsTimeout,
+    install_requirements,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +65,9 @@ TAIL_LINES = 40  # output lines per instance kept for the failure reason
 POLL_SECONDS = 0.2
 CHUNK_SIZE = 1024 * 1024
 METRICS_UPDATE_SECONDS = 2.0  # FinalMetricDataList is refreshed at most this often
+LOOPBACK = "127.0.0.1"
+# Put first on a job's PYTHONPATH: resolves the job's host names (see its docstring).
+HOSTNAMES_DIR = Path(__file__).with_name("hostnames")
 
 # SecondaryStatusTransitions messages (the documented ones where SageMaker has them).
 MESSAGES = {
@@ -66,6 +80,11 @@ MESSAGES = {
     "Stopping": "Stopping the training job",
     "Stopped": "Training job stopped",
     "MaxRuntimeExceeded": "Training job runtime exceeded MaxRuntimeInSeconds provided",
+    "MaxWaitTimeExceeded": "Training job waiting time exceeded MaxWaitTimeInSeconds provided",
+    # UNVERIFIED: SageMaker's text for a reclaimed spot instance.
+    "Interrupted": "Training job interrupted: the spot capacity was reclaimed; it resumes "
+                   "from its last checkpoint when capacity is back",
+    "Restarting": "Restarting the training job on new spot capacity",
 }
 
 
@@ -86,8 +105,13 @@ def transition(record: Record, secondary: str, message: str | None = None,
     record["LastModifiedTime"] = when
 
 
-def finish(record: Record, status: str, secondary: str, message: str | None = None) -> None:
-    """Move ``record`` to a terminal state; the last transition is closed as well."""
+def finish(record: Record, status: str, secondary: str, message: str | None = None,
+           billable_seconds: float | None = None) -> None:
+    """Move ``record`` to a terminal state; the last transition is closed as well.
+
+    ``BillableTimeInSeconds`` is ``billable_seconds`` when given (a spot job billed for its
+    instances' running time only), else the training time.
+    """
     when = now()
     transition(record, secondary, message, when)
     record["SecondaryStatusTransitions"][-1]["EndTime"] = when
@@ -97,11 +121,19 @@ def finish(record: Record, status: str, secondary: str, message: str | None = No
     if start is not None:
         seconds = max(1, round((when - start).total_seconds()))
         record["TrainingTimeInSeconds"] = seconds
-        record["BillableTimeInSeconds"] = seconds
+        record["BillableTimeInSeconds"] = seconds if billable_seconds is None \
+            else min(seconds, max(1, round(billable_seconds)))
 
 
 class StopRequested(Exception):
     """StopTrainingJob arrived before the processes started."""
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port nothing listens on now, for a job's coordinator (``MASTER_PORT``)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
 
 
 def extract_source(archive: Path, destination: Path) -> None:
@@ -150,6 +182,11 @@ class TrainingJobRunner:
         self.region = region
         self.on_done = on_done
         self._stop = threading.Event()
+        self._interrupted = threading.Event()
+        self._ran_seconds = 0.0  # instance running time over every run (billable time)
+        self._max_runtime: float | None = None
+        self._max_wait: float | None = None
+        self._created = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=f"openmaker-train-{job_name}",
                                         daemon=True)
         self._handle: JobHandle | None = None
@@ -174,6 +211,11 @@ class TrainingJobRunner:
         """Ask the job to stop (SIGTERM, then SIGKILL after the grace period)."""
         self._stop.set()
 
+    def interrupt(self) -> None:
+        """Reclaim a spot job's instances, as when EC2 takes spot capacity back: the
+        processes get SIGTERM, what they checkpointed is synced, and the job runs again."""
+        self._interrupted.set()
+
     def terminate(self, grace_seconds: float) -> None:
         """Stop the processes now, leaving the record as it is (the server is exiting)."""
         self._abandoned = True
@@ -194,11 +236,11 @@ class TrainingJobRunner:
         return self.platform.resources.update(RESOURCE_TYPE, self.job_name,
                                               mutate=mutate).record
 
-    def _advance(self, secondary: str) -> None:
+    def _advance(self, secondary: str, message: str | None = None) -> None:
         """Move to ``secondary`` unless a stop already moved the job to Stopping."""
         def change(record: Record) -> None:
             if record["TrainingJobStatus"] == "InProgress":
-                transition(record, secondary)
+                transition(record, secondary, message)
 
         self._update(change)
 
@@ -217,17 +259,39 @@ class TrainingJobRunner:
                 self.on_done(self.job_name)
 
     def _run_job(self) -> None:
+        """Run the job until it ends; a spot job runs again from its checkpoints after
+        each interruption, within ``MaxWaitTimeInSeconds``."""
         record = self.platform.resources.get(RESOURCE_TYPE, self.job_name).record
+        program = training_program(record["AlgorithmSpecification"],
+                                   record.get("HyperParameters") or {})
+        stopping = record.get("StoppingCondition") or {}
+        self._max_runtime = stopping.get("MaxRuntimeInSeconds")
+        self._max_wait = stopping.get("MaxWaitTimeInSeconds") \
+            if record.get("EnableManagedSpotTraining") else None
+        self._created = time.monotonic()
+        attempt = 0
+        while not self._attempt(record, program, attempt):
+            attempt += 1
+            if not self._wait_for_capacity():
+                return
+
+    def _attempt(self, record: Record, program: TrainingProgram, attempt: int) -> bool:
+        """One run of the job on fresh instances; False when a spot interruption ended it
+        (the job is then ``Interrupted`` and runs again), True once the job has ended."""
         count = host_count(record)
         work_dir = self.platform.settings.work_dir / self.job_name
         layouts = [InstanceLayout(work_dir, index) for index in range(1, count + 1)]
         channels = record.get("InputDataConfig") or []
         job_mode = record["AlgorithmSpecification"].get("TrainingInputMode", "File")
-        hyperparameters = decode_hyperparameters(record.get("HyperParameters") or {})
-        program = str(hyperparameters["sagemaker_program"])
+        stamp = int(time.time())
+        for layout in layouts:
+            self._streams[layout.host] = f"{self.job_name}/{layout.host}-{stamp}"
+            if attempt:  # a new spot instance starts from an empty tree
+                shutil.rmtree(layout.work_dir / layout.host, ignore_errors=True)
 
         self._advance("Downloading")
         streaming: list[Any] = []
+        checkpoints: CheckpointSync | None = None
         try:
             for layout in layouts:
                 layout.create(channel["ChannelName"] for channel in channels)
@@ -237,23 +301,62 @@ class TrainingJobRunner:
                                                 instance_count=count, job_input_mode=job_mode)
                     if delivered is not None:
                         streaming.append(delivered)
-            self._fetch_source(str(hyperparameters["sagemaker_submit_directory"]), layouts)
-            for layout in layouts:
-                entry = (layout.code_dir / program).resolve()
-                if not entry.is_relative_to(layout.code_dir.resolve()) or not entry.is_file():
-                    raise errors.ValidationException(
-                        f"HyperParameters.sagemaker_program: {program!r} is not in the "
-                        "sagemaker_submit_directory archive"
-                    )
+            checkpoints = self._restore_checkpoints(record, layouts)
+            python = sys.executable
+            if not program.built_in:
+                python = self._prepare_script(program, layouts, work_dir)
             if self._stop.is_set():
                 raise StopRequested
-            self._train(record, layouts, program)
-        except StopRequested:
+            return self._train(record, program, layouts, python, checkpoints, attempt)
+        except (StopRequested, RequirementsStopped):
             self._end("Stopped", "Stopped")
-            return
+            return True
+        except RequirementsTimeout:
+            self._end("Stopped", "MaxRuntimeExceeded")
+            return True
+        except RequirementsError as exc:
+            self._end("Failed", "Failed", failure=f"AlgorithmError: {exc.message}")
+            return True
         finally:
             for channel in streaming:
                 channel.stop()
+            if checkpoints is not None:
+                checkpoints.stop()  # the last sync: what the job saved reaches S3
+
+    def _restore_checkpoints(self, record: Record,
+                             layouts: list[InstanceLayout]) -> CheckpointSync | None:
+        """Copy ``CheckpointConfig.S3Uri`` into every instance's checkpoint directory and
+        start syncing those directories back; None for a job without checkpoints."""
+        config = record.get("CheckpointConfig")
+        if not config:
+            return None
+        uri = S3Uri.parse(config["S3Uri"])
+        directories = [checkpoint_directory(layout, record) for layout in layouts]
+        for directory in directories:
+            assert directory is not None
+            restore_checkpoints(self.platform.objects, uri, directory)
+        return CheckpointSync(self.platform.objects, uri, directories).start()  # type: ignore[arg-type]
+
+    def _prepare_script(self, program: TrainingProgram, layouts: list[InstanceLayout],
+                        work_dir: Path) -> str:
+        """Fetch the source archive into every instance and install its requirements.txt;
+        the Python the script runs under."""
+        assert program.script is not None and program.source is not None
+        self._fetch_source(str(program.source), layouts)
+        for layout in layouts:
+            entry = (layout.code_dir / program.script).resolve()
+            if not entry.is_relative_to(layout.code_dir.resolve()) or not entry.is_file():
+                raise errors.ValidationException(
+                    f"HyperParameters.sagemaker_program: {program.script!r} is not in the "
+                    "sagemaker_submit_directory archive"
+                )
+        host = layouts[0].host
+        python = install_requirements(
+            layouts[0].code_dir, work_dir / "python",
+            on_output=lambda line: self._on_output(host, line),
+            should_stop=self._stop.is_set, timeout_seconds=self._time_limit()[0])
+        self._flush_logs()
+        return str(python) if python is not None else sys.executable
 
     def _fetch_source(self, uri: str, layouts: list[InstanceLayout]) -> None:
         source = S3Uri.parse(uri)
@@ -266,12 +369,23 @@ class TrainingJobRunner:
             for layout in layouts:
                 extract_source(archive, layout.code_dir)
 
-    def _environment(self, layout: InstanceLayout, record: Record) -> dict[str, str]:
+    def _environment(self, layout: InstanceLayout, record: Record,
+                     coordinator_port: int) -> dict[str, str]:
         env = training_environment(layout, record, job_arn=record["TrainingJobArn"],
                                    region=self.region)
         key_id, secret = self.credentials
+        hosts = json.loads(env["SM_HOSTS"])
+        python_path = [str(HOSTNAMES_DIR)]
+        if env.get("PYTHONPATH"):
+            python_path.append(env["PYTHONPATH"])
         env.update({
             "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join(python_path),
+            # Every instance runs on this machine: the hosts' names resolve to loopback
+            # (hostnames/sitecustomize.py), and the first host's coordinator port is free.
+            "OPENMAKER_HOST_ADDRESSES": json.dumps({host: LOOPBACK for host in hosts}),
+            "MASTER_ADDR": LOOPBACK,
+            "MASTER_PORT": str(coordinator_port),
             # Scripts reach this server for S3, Logs and SageMaker through boto3.
             "AWS_ENDPOINT_URL": self.server_url,
             "S3_ENDPOINT_URL": self.server_url,
@@ -282,51 +396,98 @@ class TrainingJobRunner:
         })
         return env
 
-    def _train(self, record: Record, layouts: list[InstanceLayout], program: str) -> None:
+    def _argv(self, program: TrainingProgram, layout: InstanceLayout, python: str,
+              record: Record) -> list[str]:
+        if program.built_in:
+            return [python, "-m", "openmaker.algorithms", str(program.algorithm)]
         arguments = user_arguments(record.get("HyperParameters") or {})
-        epoch = int(time.time())
-        specs = []
-        for layout in layouts:
-            self._streams[layout.host] = f"{self.job_name}/{layout.host}-{epoch}"
-            specs.append(ProcessSpec(
-                name=layout.host,
-                argv=[sys.executable, "-u", str(layout.code_dir / program), *arguments],
-                cwd=layout.code_dir,
-                env=self._environment(layout, record),
-            ))
+        return [python, "-u", str(layout.code_dir / str(program.script)), *arguments]
+
+    def _train(self, record: Record, program: TrainingProgram, layouts: list[InstanceLayout],
+               python: str, checkpoints: CheckpointSync | None, attempt: int) -> bool:
+        port = free_port()
+        specs = [ProcessSpec(name=layout.host, argv=self._argv(program, layout, python, record),
+                             cwd=layout.code_dir, env=self._environment(layout, record, port))
+                 for layout in layouts]
 
         def started(record: Record) -> None:
-            record["TrainingStartTime"] = now()
+            record.setdefault("TrainingStartTime", now())
             if record["TrainingJobStatus"] == "InProgress":
                 transition(record, "Training")
 
         self._update(started)
         definitions = record["AlgorithmSpecification"].get("MetricDefinitions")
         self._metrics = MetricParser(definitions) if definitions else None
-        max_runtime = (record.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
+        limit, limit_reason = self._time_limit()
         backend = open_compute_backend(self.platform.settings)
+        began = time.monotonic()
         handle = backend.start(self.job_name, specs, self._on_output,
-                               max_runtime_seconds=max_runtime)
+                               max_runtime_seconds=limit)
         self._handle = handle
-        while True:
-            codes = handle.wait(timeout=POLL_SECONDS)
-            self._flush_logs()
-            if codes is not None:
-                break
-            if self._stop.is_set():
-                handle.stop(DEFAULT_STOP_GRACE_SECONDS)
-            elif any(code not in (None, 0) for code in handle.exit_codes.values()):
-                handle.stop(DEFAULT_STOP_GRACE_SECONDS)  # one failed host fails the job
+        interrupt_after = self.platform.settings.spot_interruption_after_seconds
+        if not (record.get("EnableManagedSpotTraining") and attempt == 0):
+            interrupt_after = None  # injected interruptions hit a spot job's first run only
+        try:
+            while True:
+                codes = handle.wait(timeout=POLL_SECONDS)
+                self._flush_logs()
+                if codes is not None:
+                    break
+                if interrupt_after is not None and time.monotonic() - began >= interrupt_after:
+                    self.interrupt()
+                    interrupt_after = None
+                if self._stop.is_set() or self._interrupted.is_set():
+                    handle.stop(DEFAULT_STOP_GRACE_SECONDS)
+                elif any(code not in (None, 0) for code in handle.exit_codes.values()):
+                    handle.stop(DEFAULT_STOP_GRACE_SECONDS)  # one failed host fails the job
+        finally:
+            self._ran_seconds += time.monotonic() - began
         self._flush_logs()
+        if checkpoints is not None:
+            checkpoints.stop()
 
         if self._stop.is_set():
             self._upload_and_end(layouts[0], "Stopped", "Stopped")
+        elif self._interrupted.is_set():
+            self._interrupted.clear()
+            self._advance("Interrupted")
+            return False
         elif handle.timed_out:
-            self._upload_and_end(layouts[0], "Stopped", "MaxRuntimeExceeded")
+            self._upload_and_end(layouts[0], "Stopped", limit_reason)
         elif all(code == 0 for code in codes.values()):
             self._upload_and_end(layouts[0], "Completed", "Completed")
         else:
             self._end("Failed", "Failed", failure=self._failure_reason(layouts, codes))
+        return True
+
+    # -- spot ---------------------------------------------------------------------------
+    def _time_limit(self) -> tuple[float | None, str]:
+        """Seconds this run may take, and the secondary status when it takes them:
+        ``MaxRuntimeInSeconds`` counts running time over every run, a spot job's
+        ``MaxWaitTimeInSeconds`` the time since it was created."""
+        runtime = None if self._max_runtime is None \
+            else max(0.0, self._max_runtime - self._ran_seconds)
+        if self._max_wait is not None:
+            wait = max(0.0, self._max_wait - (time.monotonic() - self._created))
+            if runtime is None or wait < runtime:
+                return wait, "MaxWaitTimeExceeded"
+        return runtime, "MaxRuntimeExceeded"
+
+    def _wait_for_capacity(self) -> bool:
+        """Wait (unbilled) for spot capacity after an interruption; False when the job
+        ended meanwhile (stopped, or out of ``MaxWaitTimeInSeconds``)."""
+        deadline = time.monotonic() + self.platform.settings.spot_capacity_wait_seconds
+        while time.monotonic() < deadline and not self._stop.is_set():
+            time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+        if self._stop.is_set():
+            self._end("Stopped", "Stopped")
+            return False
+        limit, reason = self._time_limit()
+        if limit is not None and limit <= 0:
+            self._end("Stopped", reason)
+            return False
+        self._advance("Starting", MESSAGES["Restarting"])
+        return True
 
     # -- output -------------------------------------------------------------------------
     def _on_output(self, host: str, line: str) -> None:
@@ -431,7 +592,9 @@ class TrainingJobRunner:
         def change(record: Record) -> None:
             if record["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"):
                 return
-            finish(record, status, secondary)
+            spot = record.get("EnableManagedSpotTraining")
+            finish(record, status, secondary,
+                   billable_seconds=self._ran_seconds if spot else None)
             if final:
                 record["FinalMetricDataList"] = final
             if failure is not None:

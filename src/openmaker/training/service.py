@@ -1,11 +1,11 @@
 """The training-job operations: CreateTrainingJob, DescribeTrainingJob and StopTrainingJob.
 
-Jobs are script-mode jobs on the SageMaker framework images (scikit-learn, PyTorch,
-XGBoost), recognised by the image's repository name: the user's ``sagemaker_program``
-from the ``sagemaker_submit_directory`` archive runs under this server's Python, one
-process per instance, via :class:`~openmaker.training.runner.TrainingJobRunner`.
-Built-in algorithm images are refused for now. ``ListTrainingJobs`` is served by the
-generic List handler over the stored records.
+A job runs either a built-in algorithm (``openmaker.algorithms``: hyperparameters and
+channels are checked against the algorithm at create time) or a user's script on a
+SageMaker framework image (scikit-learn, PyTorch, XGBoost; the ``sagemaker_program`` from
+the ``sagemaker_submit_directory`` archive), as :mod:`openmaker.training.images` decides;
+one process per instance, via :class:`~openmaker.training.runner.TrainingJobRunner`.
+``ListTrainingJobs`` is served by the generic List handler over the stored records.
 
 Runners live in the server process, so a job still ``InProgress`` when a server starts was
 cut off by the previous one: :func:`fail_interrupted_jobs` marks such jobs ``Failed``; it
@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import atexit
 import copy
-import re
 import threading
 from typing import Any
 
+from openmaker.algorithms import find_algorithm
 from openmaker.core import errors
 from openmaker.core.platform import Platform, RequestContext
 from openmaker.core.resources import ListQuery, ResourceNotFoundError
 from openmaker.storage.uri import S3Uri
 from openmaker.training.channels import ChannelSpec, list_channel_objects
-from openmaker.training.contract import decode_hyperparameters
+from openmaker.training.contract import decode_hyperparameters, opt_ml_relative
+from openmaker.training.images import TrainingProgram, training_program
 from openmaker.training.metrics import compile_definitions
 from openmaker.training.runner import (
     RESOURCE_TYPE,
@@ -35,18 +36,9 @@ from openmaker.training.runner import (
     transition,
 )
 
-# Repository names of the SageMaker framework images that run script-mode jobs.
-FRAMEWORK_REPOSITORIES = frozenset({"sagemaker-scikit-learn", "pytorch-training",
-                                    "sagemaker-xgboost"})
-# Repository names of SageMaker's built-in algorithm images.
-BUILT_IN_REPOSITORIES = frozenset({
-    "xgboost", "linear-learner", "kmeans", "pca", "factorization-machines", "knn", "lda",
-    "ntm", "randomcutforest", "blazingtext", "object2vec", "ipinsights",
-    "image-classification", "object-detection", "semantic-segmentation", "forecasting-deepar",
-    "seq2seq",
-})
+DEFAULT_MAX_RUNTIME = 86400
+DEFAULT_CHECKPOINT_PATH = "/opt/ml/checkpoints/"
 RESTART_REASON = "The openmaker server restarted while the job was running"
-_IMAGE = re.compile(r"^(?:[^/]+/)*(?P<repository>[a-z0-9][a-z0-9._\-]*)(?::[\w.\-]+|@[\w:]+)?$")
 
 _runners: dict[str, TrainingJobRunner] = {}
 _runners_lock = threading.Lock()
@@ -91,65 +83,61 @@ def recover_interrupted_jobs(platform: Platform) -> None:
         _recovered.add(id(platform))
 
 
-def image_repository(image: str) -> str:
-    """The repository name of an image URI (``.../sagemaker-xgboost:1.7-1`` ->
-    ``sagemaker-xgboost``); ValidationException when it is not an image URI."""
-    match = _IMAGE.match(image)
-    if match is None:
-        raise errors.ValidationException(
-            f"AlgorithmSpecification.TrainingImage {image!r} is not an image URI "
-            "(<registry>/<repository>[:tag])"
-        )
-    return match.group("repository")
-
-
-def _check_script_mode(params: dict[str, Any]) -> None:
+def _check_program(params: dict[str, Any]) -> TrainingProgram:
     spec = params.get("AlgorithmSpecification")
     if not spec:
         raise errors.ValidationException("AlgorithmSpecification is required.")
-    if spec.get("AlgorithmName"):
-        raise errors.ValidationException(
-            "AlgorithmSpecification.AlgorithmName: algorithm resources are not implemented "
-            "yet; give a framework TrainingImage (scikit-learn, PyTorch or XGBoost)"
-        )
-    image = spec.get("TrainingImage")
-    if not image:
-        raise errors.ValidationException(
-            "AlgorithmSpecification.TrainingImage is required (exactly one of TrainingImage "
-            "and AlgorithmName)"
-        )
-    repository = image_repository(image)
-    hyperparameters = decode_hyperparameters(params.get("HyperParameters") or {})
-    program = hyperparameters.get("sagemaker_program")
-    if repository in BUILT_IN_REPOSITORIES or (
-        repository == "sagemaker-xgboost" and not program
-    ):
-        raise errors.ValidationException(
-            f"AlgorithmSpecification.TrainingImage {image!r}: built-in algorithms are not "
-            "implemented yet; use a framework image with HyperParameters.sagemaker_program"
-        )
-    if repository not in FRAMEWORK_REPOSITORIES:
-        raise errors.ValidationException(
-            f"AlgorithmSpecification.TrainingImage {image!r}: repository {repository!r} is not "
-            "a SageMaker framework image openmaker can run; use one of "
-            f"{', '.join(sorted(FRAMEWORK_REPOSITORIES))}"
-        )
-    if not isinstance(program, str) or not program or program.startswith("/") \
-            or ".." in program.split("/"):
-        raise errors.ValidationException(
-            "HyperParameters.sagemaker_program is required for a framework image: the entry "
-            "script's path inside sourcedir.tar.gz (e.g. train.py), relative and without '..'"
-        )
+    hyperparameters = params.get("HyperParameters") or {}
+    program = training_program(spec, hyperparameters)
+    mode = spec.get("TrainingInputMode", "File")
+    if program.built_in:
+        algorithm = find_algorithm(program.algorithm)
+        algorithm.validate_hyperparameters(hyperparameters)
+        algorithm.validate_channels(params.get("InputDataConfig") or [], mode)
     if spec.get("ContainerEntrypoint") or spec.get("ContainerArguments"):
         raise errors.ValidationException(
-            "AlgorithmSpecification.ContainerEntrypoint/ContainerArguments are not supported "
-            "for framework images yet"
+            "AlgorithmSpecification.ContainerEntrypoint/ContainerArguments are not supported: "
+            "openmaker runs framework scripts and built-in algorithms, not container images"
         )
+    return program
+
+
+def _check_stopping(params: dict[str, Any]) -> None:
+    stopping = params.get("StoppingCondition") or {}
+    max_runtime = stopping.get("MaxRuntimeInSeconds", DEFAULT_MAX_RUNTIME)
+    max_wait = stopping.get("MaxWaitTimeInSeconds")
+    if params.get("EnableManagedSpotTraining"):
+        if max_wait is None:
+            raise errors.ValidationException(
+                "StoppingCondition.MaxWaitTimeInSeconds is required when "
+                "EnableManagedSpotTraining is true (at least MaxRuntimeInSeconds)")
+        if max_wait < max_runtime:
+            raise errors.ValidationException(
+                f"StoppingCondition.MaxWaitTimeInSeconds ({max_wait}) must be greater than or "
+                f"equal to MaxRuntimeInSeconds ({max_runtime})")
+    elif max_wait is not None:
+        raise errors.ValidationException(
+            "StoppingCondition.MaxWaitTimeInSeconds is only valid with "
+            "EnableManagedSpotTraining set to true")
+    checkpoint = params.get("CheckpointConfig")
+    if checkpoint:
+        try:
+            S3Uri.parse(checkpoint["S3Uri"])
+        except ValueError:
+            raise errors.ValidationException(
+                f"CheckpointConfig.S3Uri must be an s3:// URI, got {checkpoint['S3Uri']!r}"
+            ) from None
+        local = checkpoint.get("LocalPath")
+        if local is not None:
+            try:
+                opt_ml_relative(local)
+            except ValueError as exc:
+                raise errors.ValidationException(f"CheckpointConfig.LocalPath: {exc}") from None
 
 
 def _check_source(ctx: RequestContext, params: dict[str, Any]) -> None:
-    hyperparameters = decode_hyperparameters(params.get("HyperParameters") or {})
-    uri = hyperparameters.get("sagemaker_submit_directory")
+    uri = decode_hyperparameters(params.get("HyperParameters") or {}).get(
+        "sagemaker_submit_directory")
     try:
         source = S3Uri.parse(uri)  # type: ignore[arg-type]
     except ValueError:
@@ -201,14 +189,20 @@ def _credentials(ctx: RequestContext) -> tuple[str, str]:
     return "openmaker", "openmaker"  # the server accepts any key without auth
 
 
-def _record(ctx: RequestContext, params: dict[str, Any], arn: str) -> dict[str, Any]:
+def _record(params: dict[str, Any], arn: str, program: TrainingProgram) -> dict[str, Any]:
     created = now()
     record = copy.deepcopy({k: v for k, v in params.items() if k != "Tags"})
     record.setdefault("HyperParameters", {})
     record.setdefault("InputDataConfig", [])
-    record.setdefault("StoppingCondition", {"MaxRuntimeInSeconds": 86400})
-    record["StoppingCondition"].setdefault("MaxRuntimeInSeconds", 86400)
-    record["AlgorithmSpecification"].setdefault("TrainingInputMode", "File")
+    record.setdefault("StoppingCondition", {})
+    record["StoppingCondition"].setdefault("MaxRuntimeInSeconds", DEFAULT_MAX_RUNTIME)
+    specification = record["AlgorithmSpecification"]
+    specification.setdefault("TrainingInputMode", "File")
+    if program.built_in and not specification.get("MetricDefinitions"):
+        # Built-ins bring their own definitions, and Describe shows them as SageMaker does.
+        specification["MetricDefinitions"] = find_algorithm(program.algorithm).metric_definitions
+    if record.get("CheckpointConfig"):
+        record["CheckpointConfig"].setdefault("LocalPath", DEFAULT_CHECKPOINT_PATH)
     record["ResourceConfig"].setdefault("InstanceCount", 1)
     for flag in ("EnableNetworkIsolation", "EnableInterContainerTrafficEncryption",
                  "EnableManagedSpotTraining"):
@@ -230,18 +224,20 @@ def create_training_job(ctx: RequestContext, params: dict) -> dict:
     recover_interrupted_jobs(ctx.platform)
     name = params["TrainingJobName"]
     store = ctx.platform.resources
-    _check_script_mode(params)
+    program = _check_program(params)
     compile_definitions(params["AlgorithmSpecification"].get("MetricDefinitions"))
     _check_output(params)
+    _check_stopping(params)
     if store.exists(RESOURCE_TYPE, name):
         arn = store.get(RESOURCE_TYPE, name).arn
         raise errors.ResourceInUse(_in_use_message(arn))
-    _check_source(ctx, params)
+    if not program.built_in:
+        _check_source(ctx, params)
     _check_channels(ctx, params)
     from openmaker.core.arns import make_arn
 
     arn = make_arn(RESOURCE_TYPE, name, region=ctx.region, account_id=ctx.account_id)
-    record = _record(ctx, params, arn)
+    record = _record(params, arn, program)
     store.create(RESOURCE_TYPE, name, record, status="InProgress", tags=params.get("Tags"),
                  arn=arn, creation_time=record["CreationTime"],
                  conflict_error=errors.ResourceInUse(_in_use_message(arn)))
@@ -310,3 +306,25 @@ def stop_training_job(ctx: RequestContext, params: dict) -> dict:
     if runner is not None:
         runner.request_stop()
     return {}
+
+
+def interrupt_training_job(platform: Platform, name: str) -> None:
+    """Inject a spot interruption into a running managed-spot job (an admin operation with
+    no SageMaker counterpart): its instances are reclaimed and it resumes from its
+    checkpoints, as when EC2 takes spot capacity back."""
+    recover_interrupted_jobs(platform)
+    try:
+        record = platform.resources.get(RESOURCE_TYPE, name).record
+    except ResourceNotFoundError:
+        raise _not_found() from None
+    if not record.get("EnableManagedSpotTraining"):
+        raise errors.ValidationException(
+            f"Training job {name} does not use managed spot training "
+            "(EnableManagedSpotTraining); only spot jobs can be interrupted.")
+    with _runners_lock:
+        runner = _runners.get(name.lower())
+    if record["TrainingJobStatus"] != "InProgress" or runner is None:
+        raise errors.ValidationException(
+            f"Training job {name} is not running (status {record['TrainingJobStatus']}); "
+            "only InProgress jobs can be interrupted.")
+    runner.interrupt()
