@@ -45,6 +45,7 @@ class OpenmakerApp:
     """ASGI callable; ``platform`` holds the settings and stores."""
 
     def __init__(self, platform: Platform, max_workers: int = 64) -> None:
+        from openmaker.api.admin import AdminProtocol
         from openmaker.api.cloudwatch import CloudWatchProtocol
         from openmaker.api.json_protocol import JsonProtocol
         from openmaker.api.s3 import S3Protocol
@@ -58,6 +59,7 @@ class OpenmakerApp:
         self.sagemaker = JsonProtocol(self, "sagemaker", "SageMaker")
         self.logs = JsonProtocol(self, "logs", "Logs_20140328")
         self.cloudwatch = CloudWatchProtocol(self)
+        self.admin = AdminProtocol(self)
         self._json_fallback = self.sagemaker
 
     # -- ASGI -----------------------------------------------------------------------------
@@ -99,6 +101,8 @@ class OpenmakerApp:
         scope = request.credentials = sigv4.credential_scope(signed)
         service = scope.service if scope is not None else None
         target = request.header("x-amz-target")
+        if service == "openmaker" or (not service and request.raw_path.startswith("/_openmaker/")):
+            return self.admin
         if not service:
             if target:
                 service = TARGET_PREFIXES.get(target.split(".", 1)[0], "unknown-json")

@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="keep printing new lines until the job ends")
     stop = jobs.add_parser("stop", help="stop a running job")
     stop.add_argument("job")
+    interrupt = jobs.add_parser(
+        "interrupt", help="reclaim a running spot job's instances (it resumes from its "
+                          "checkpoints), as EC2 does when it takes spot capacity back")
+    interrupt.add_argument("job")
 
     status = commands.add_parser("status", help="what is running, where the home is")
     status.add_argument("--home", help="home directory")
@@ -243,6 +247,10 @@ def _training_action(session, args: argparse.Namespace) -> int:
         job = follow_training_job(session, args.job, follow=args.follow)
         if args.follow:
             print(f"openmaker: {args.job} ended {job['TrainingJobStatus']}", file=sys.stderr)
+        return 0
+    if args.action == "interrupt":
+        session.interrupt_training_job(args.job)
+        print(f"interrupted: {args.job}")
         return 0
     client.stop_training_job(TrainingJobName=args.job)
     print(f"stopping: {args.job}")

@@ -163,6 +163,45 @@ class Session:
     def account_id(self) -> str:
         return self.sts.get_caller_identity()["Account"]
 
+    # -- admin operations -----------------------------------------------------------------
+    def interrupt_training_job(self, job_name: str) -> None:
+        """Reclaim a running managed-spot training job's instances, as EC2 does when it
+        takes spot capacity back; the job resumes from its checkpoints."""
+        from urllib.parse import quote
+
+        self._admin(f"/_openmaker/training-jobs/{quote(job_name, safe='')}/spot-interruption",
+                    "InterruptTrainingJob")
+
+    def _admin(self, path: str, operation: str) -> dict:
+        """POST one of the server's admin operations (``api/admin.py``), SigV4-signed for the
+        service ``openmaker``; its errors raise botocore's ``ClientError`` like any call."""
+        import json
+        import urllib.error
+        import urllib.request
+
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.exceptions import ClientError
+
+        request = AWSRequest("POST", f"{self.url}{path}", data=b"",
+                             headers={"content-type": "application/json"})
+        SigV4Auth(self._boto.get_credentials(), "openmaker", self.region).add_auth(request)
+        prepared = request.prepare()
+        try:
+            with urllib.request.urlopen(urllib.request.Request(
+                    prepared.url, data=b"", headers=dict(prepared.headers), method="POST"),
+                    timeout=60) as response:
+                return json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            try:
+                error = json.loads(exc.read())
+            except ValueError:
+                error = {"__type": f"HTTP{exc.code}", "message": str(exc)}
+            raise ClientError({"Error": {"Code": error.get("__type", f"HTTP{exc.code}"),
+                                         "Message": error.get("message", "")},
+                               "ResponseMetadata": {"HTTPStatusCode": exc.code}},
+                              operation) from None
+
     # -- storage --------------------------------------------------------------------------
     def make_bucket(self, bucket: str, exist_ok: bool = True) -> None:
         from botocore.exceptions import ClientError
