@@ -216,3 +216,27 @@ def test_logs_of_several_instances_are_prefixed_by_host(session, tmp_path, capsy
     estimator.fit()
     out = capsys.readouterr().out.splitlines()
     assert "[algo-1] I am algo-1" in out and "[algo-2] I am algo-2" in out
+
+
+def test_built_in_xgboost_with_checkpoints_spot_and_analytics(session, estimator_server, capsys):
+    rows = "".join(f"{i % 2},{i % 7},{(i * 3) % 5}\n" for i in range(200))
+    session.s3.put_object(Bucket=DATA_BUCKET, Key="xgb/train.csv", Body=rows.encode())
+    estimator = Estimator(
+        "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
+        hyperparameters={"objective": "binary:logistic", "num_round": 5, "eval_metric": "auc"},
+        checkpoint_s3_uri=f"s3://{DATA_BUCKET}/checkpoints/xgb/", use_spot_instances=True,
+        max_run=600, max_wait=900, session=session)
+    estimator.fit({"train": TrainingInput(f"s3://{DATA_BUCKET}/xgb/train.csv",
+                                          content_type="text/csv")})
+    job = estimator.describe()
+    assert job["TrainingJobStatus"] == "Completed"
+    assert job["EnableManagedSpotTraining"] is True
+    assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 600, "MaxWaitTimeInSeconds": 900}
+    assert job["CheckpointConfig"]["S3Uri"] == f"s3://{DATA_BUCKET}/checkpoints/xgb/"
+    assert list(read_tar(session, estimator.model_data)) == ["xgboost-model"]
+    assert "train-auc" in capsys.readouterr().out
+    frame = estimator.training_job_analytics.dataframe()
+    assert set(frame["metric_name"]) == {"train:auc"} and len(frame) >= 1
+    attached = Estimator.attach(estimator.latest_training_job, session=session)
+    assert attached.use_spot_instances and attached.max_wait == 900
+    assert attached.checkpoint_s3_uri == f"s3://{DATA_BUCKET}/checkpoints/xgb/"

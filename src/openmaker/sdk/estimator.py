@@ -248,6 +248,11 @@ class Estimator:
         base_job_name: str | None = None,
         tags: list[dict[str, str]] | Mapping[str, str] | None = None,
         session: Session | None = None,
+        metric_definitions: list[dict[str, str]] | None = None,
+        checkpoint_s3_uri: str | None = None,
+        checkpoint_local_path: str | None = None,
+        use_spot_instances: bool = False,
+        max_wait: int | None = None,
     ) -> None:
         self.image_uri = image_uri
         self.role = role
@@ -263,6 +268,11 @@ class Estimator:
         self.base_job_name = base_job_name
         self.tags = tags
         self._session = session
+        self.metric_definitions = metric_definitions
+        self.checkpoint_s3_uri = checkpoint_s3_uri
+        self.checkpoint_local_path = checkpoint_local_path
+        self.use_spot_instances = use_spot_instances
+        self.max_wait = max_wait
         self._current_job_name: str | None = None
 
     def __repr__(self) -> str:
@@ -340,6 +350,15 @@ class Estimator:
             request["InputDataConfig"] = channels
         if self.environment:
             request["Environment"] = self.environment
+        if self.metric_definitions:
+            request["AlgorithmSpecification"]["MetricDefinitions"] = self.metric_definitions
+        if self.checkpoint_s3_uri:
+            request["CheckpointConfig"] = {"S3Uri": self.checkpoint_s3_uri}
+            if self.checkpoint_local_path:
+                request["CheckpointConfig"]["LocalPath"] = self.checkpoint_local_path
+        if self.use_spot_instances:
+            request["EnableManagedSpotTraining"] = True
+            request["StoppingCondition"]["MaxWaitTimeInSeconds"] = self.max_wait or self.max_run
         if self.tags:
             request["Tags"] = self._tags()
         return request
@@ -392,6 +411,13 @@ class Estimator:
         uri = self.describe().get("ModelArtifacts", {}).get("S3ModelArtifacts")
         return uri or None
 
+    @property
+    def training_job_analytics(self):
+        """The latest job's metrics (``openmaker.TrainingJobAnalytics``)."""
+        from openmaker.sdk.analytics import TrainingJobAnalytics
+
+        return TrainingJobAnalytics(self._job_name(), session=self.session)
+
     @classmethod
     def attach(cls, training_job_name: str, session: Session | None = None) -> Estimator:
         """An estimator rebuilt from an existing job's description, bound to that job."""
@@ -420,6 +446,11 @@ class Estimator:
             base_job_name=base if base != training_job_name else None,
             tags=tags or None,
             session=session,
+            metric_definitions=algorithm.get("MetricDefinitions"),
+            checkpoint_s3_uri=(job.get("CheckpointConfig") or {}).get("S3Uri"),
+            checkpoint_local_path=(job.get("CheckpointConfig") or {}).get("LocalPath"),
+            use_spot_instances=bool(job.get("EnableManagedSpotTraining")),
+            max_wait=job.get("StoppingCondition", {}).get("MaxWaitTimeInSeconds"),
         )
         estimator._current_job_name = job["TrainingJobName"]
         return estimator
