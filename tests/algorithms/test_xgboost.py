@@ -525,3 +525,44 @@ def test_default_accept_and_feature_count(softprob_model: Path):
     # LibSVM at inference: labels optional, fewer features allowed
     body, _ = predictor.predict(b"0:5.1 2:1.4\n", "text/libsvm", "text/csv")
     assert len(body.decode().splitlines()) == 1
+
+
+def test_a_host_with_an_empty_shard_still_takes_part(jobs: JobRunner):
+    features, labels = binary(200)
+    channels = {"train": Channel({"only.csv": csv_bytes(features, labels)}, "text/csv",
+                                 distribution="ShardedByS3Key")}
+    result = jobs.run("xgboost", channels, {"num_round": "3", "objective": "binary:logistic"},
+                      instance_count=2, timeout=120).check()
+    assert "algo-2 has no training data in its shard" in result.outputs[1]
+    assert load_booster(result.model_dir).num_boosted_rounds() == 3
+
+
+def test_save_model_on_termination(jobs: JobRunner, tmp_path: Path):
+    import signal
+
+    from tests.algorithms.conftest import ARN
+
+    from openmaker.training.channels import deliver_channel
+    from openmaker.training.contract import InstanceLayout, training_environment, write_config
+
+    features, labels = binary(2000)
+    request = jobs.request({"train": Channel({"t.csv": csv_bytes(features, labels)},
+                                             "text/csv")},
+                           {"num_round": "100000", "max_depth": "8", "eta": "0.001",
+                            "save_model_on_termination": "true"}, "File", 1, "terminated")
+    layout = InstanceLayout(tmp_path / "terminated", 1)
+    layout.create(["train"])
+    write_config(layout, request)
+    deliver_channel(jobs.store, request["InputDataConfig"][0], layout)
+    process = subprocess.Popen([sys.executable, "-m", "openmaker.algorithms", "xgboost"],
+                               env=training_environment(layout, request, job_arn=ARN),
+                               cwd=layout.code_dir, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("[3]#011"):
+            break
+    process.send_signal(signal.SIGTERM)
+    process.stdout.read()
+    assert process.wait(timeout=60) == 0
+    rounds = load_booster(layout.model_dir).num_boosted_rounds()
+    assert 4 <= rounds < 100000

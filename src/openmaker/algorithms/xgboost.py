@@ -724,6 +724,22 @@ def train(env: TrainingEnvironment) -> None:
             raise ClientError(error)
         start_model, start = _share(distributed, (start_model, start))
 
+        if distributed:
+            # Hosts whose shard is empty still take part; they need the feature count.
+            from xgboost import collective
+
+            rows, width = (int(v) for v in collective.allreduce(
+                np.array([train_data.rows, train_data.columns], dtype=np.int64),
+                collective.Op.MAX))
+            if rows == 0:
+                raise ClientError("channel 'train' has no data on any host: no records were "
+                                  "found in any shard")
+            if train_data.rows == 0:
+                print(f"{env.current_host} has no training data in its shard; it takes part "
+                      "without rows", flush=True)
+            for dataset in (train_data, validation_data):
+                if dataset is not None and dataset.rows == 0:
+                    dataset.features = np.zeros((0, width), dtype=np.float32)
         nthread = values.get("nthread")
         dtrain = _dmatrix(train_data, objective, nthread)
         evals = [(dtrain, "train")]
@@ -770,8 +786,8 @@ def _load(env: TrainingEnvironment, channel: str, objective: str, num_class: int
     data_format = _data_format(env, channel)
     dataset = read_channel(env, channel, data_format,
                            csv_weights=bool(values.get("csv_weights")),
-                           require_rows=channel == "train" or len(env.hosts) == 1)
-    if dataset is None:  # a host whose shard of the validation data is empty
+                           require_rows=len(env.hosts) == 1)
+    if dataset is None:  # a host whose shard is empty (more hosts than files)
         from openmaker.algorithms._data import Dataset
 
         return Dataset(np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=np.float32))
