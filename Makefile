@@ -28,6 +28,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/s3_requests.py
 	$(BIN)/python benchmarks/s3_throughput.py
 	$(BIN)/python benchmarks/cli_startup.py
+	$(BIN)/python benchmarks/pipe_mode.py
+	$(BIN)/python benchmarks/xgboost_job.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

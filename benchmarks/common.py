@@ -381,6 +381,93 @@ def s3_client(url: str, max_pool_connections: int = 10):
     )
 
 
+def aws_client(service: str, url: str):
+    """A boto3 client for any other service openmaker serves (``sagemaker``, ``logs``), with
+    the same fixed credentials and no retries as :func:`s3_client`."""
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.session.Session(
+        aws_access_key_id=ACCESS_KEY_ID, aws_secret_access_key=SECRET_ACCESS_KEY,
+        region_name=REGION,
+    )
+    return session.client(service, endpoint_url=url,
+                          config=Config(retries={"total_max_attempts": 1}))
+
+
+# -- training jobs ------------------------------------------------------------------------
+TRAINING_ROLE = "arn:aws:iam::000000000000:role/SageMakerRole"
+TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+JOB_ENDED = ("Completed", "Failed", "Stopped")
+
+
+def source_archive(script: str) -> bytes:
+    """A ``sourcedir.tar.gz`` holding ``train.py`` (for ``sagemaker_submit_directory``)."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    data = script.encode()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("train.py")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def wait_for_training_job(sagemaker, name: str, *, poll: float = 0.1,
+                          timeout: float = 600) -> dict:
+    """DescribeTrainingJob every ``poll`` seconds until the job has ended; its description.
+    RuntimeError unless it Completed (with the FailureReason)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = sagemaker.describe_training_job(TrainingJobName=name)
+        if job["TrainingJobStatus"] in JOB_ENDED:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"training job {name} still {job['TrainingJobStatus']}/"
+                               f"{job['SecondaryStatus']} after {timeout:.0f} s")
+        time.sleep(poll)
+    if job["TrainingJobStatus"] != "Completed":
+        raise RuntimeError(f"training job {name} ended {job['TrainingJobStatus']}: "
+                           f"{job.get('FailureReason')}")
+    return job
+
+
+def job_phases(job: dict) -> dict[str, float]:
+    """Seconds spent in each SecondaryStatus (from SecondaryStatusTransitions), in order."""
+    phases = {}
+    for transition in job.get("SecondaryStatusTransitions", []):
+        end = transition.get("EndTime")
+        if end is not None:
+            phases[transition["Status"]] = (end - transition["StartTime"]).total_seconds()
+    return phases
+
+
+def training_job_events(logs, name: str) -> list[dict]:
+    """Every log event of the job's instances (all its log streams, oldest first):
+    ``{"timestamp": ms since the epoch, "message": ...}``."""
+    streams = logs.describe_log_streams(logGroupName=TRAINING_LOG_GROUP,
+                                        logStreamNamePrefix=f"{name}/")["logStreams"]
+    events = []
+    for stream in streams:
+        token = None
+        while True:
+            page = logs.get_log_events(
+                logGroupName=TRAINING_LOG_GROUP, logStreamName=stream["logStreamName"],
+                startFromHead=True, **({"nextToken": token} if token else {}))
+            events += page["events"]
+            if not page["events"] or page.get("nextForwardToken") in (None, token):
+                break
+            token = page["nextForwardToken"]
+    return sorted(events, key=lambda event: event["timestamp"])
+
+
+def training_job_log(logs, name: str) -> list[str]:
+    """Every line the job's instances logged (all its log streams, oldest first)."""
+    return [event["message"] for event in training_job_events(logs, name)]
+
+
 # -- numbers ------------------------------------------------------------------------------
 def percentile(values: Sequence[float], fraction: float) -> float:
     ordered = sorted(values)
