@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import itertools
 import json
 import os
 import random
@@ -51,6 +52,7 @@ from openmaker.storage.uri import S3Uri
 from openmaker.training.contract import InstanceLayout, fifo_path
 
 CHUNK_SIZE = 256 * 1024
+_DRAIN_POLL_SECONDS = 0.001
 _POLL_SECONDS = 0.02  # how often waiting FIFOs are checked for a reader, and stop for
 _PUMP_BUDGET = 4 * 1024 * 1024  # bytes written to one FIFO before serving the others
 _PIPE_SIZE = 1024 * 1024
@@ -378,9 +380,26 @@ def _gunzip(chunks: Iterable[bytes], name: str) -> Iterator[bytes]:
         raise ValueError(f"{name} ends in the middle of a gzip stream (CompressionType is Gzip)")
 
 
-def _object_body(store: ObjectStore, bucket: str, key: str, gzip: bool) -> Iterator[bytes]:
+@dataclass
+class FileSpan:
+    """Bytes ``offset`` .. ``offset + length`` of an open file, which the FIFO server
+    splices into the pipe in the kernel instead of copying them through Python."""
+
+    fd: int
+    offset: int
+    length: int
+
+
+def _object_body(store: ObjectStore, bucket: str, key: str, gzip: bool,
+                 spans: bool = False) -> Iterator[bytes | FileSpan]:
+    """The object's bytes in chunks; with ``spans``, an uncompressed object the store
+    keeps in a local file comes as one :class:`FileSpan` of that file instead."""
     reader = store.open_object(bucket, key)
     try:
+        fileno = getattr(reader, "fileno", None)
+        if spans and not gzip and fileno is not None and hasattr(os, "splice"):
+            yield FileSpan(fileno(), reader.start, reader.length)
+            return
         chunks = reader.iter_chunks(CHUNK_SIZE)
         if gzip:
             yield from _gunzip(chunks, str(S3Uri(bucket, key)))
@@ -429,8 +448,9 @@ def _framed_bytes(payload: bytes) -> bytes:
 
 def pipe_stream(
     store: ObjectStore, objects: Iterable[ObjectRef], spec: ChannelSpec
-) -> Iterator[bytes]:
-    """The bytes of one Pipe-mode epoch, as chunks of at most ``CHUNK_SIZE`` (plus headers).
+) -> Iterator[bytes | FileSpan]:
+    """The bytes of one Pipe-mode epoch, as chunks of at most ``CHUNK_SIZE`` (plus headers),
+    or :class:`FileSpan` s of whole local object files (plain objects on a local store).
 
     Objects follow one another; with ``RecordWrapperType: RecordIO`` each object is one
     record. An augmented-manifest line gives one record per attribute: the object an
@@ -456,7 +476,18 @@ def pipe_stream(
             elif wrap:
                 yield from _framed_object(store, target.bucket, target.key, gzip)
             else:
-                yield from _object_body(store, target.bucket, target.key, gzip)
+                yield from _object_body(store, target.bucket, target.key, gzip, spans=True)
+
+
+def _span_chunks(span: FileSpan) -> Iterator[bytes]:
+    # For files whose file system cannot splice.
+    offset, end = span.offset, span.offset + span.length
+    while offset < end:
+        chunk = os.pread(span.fd, min(CHUNK_SIZE, end - offset), offset)
+        if not chunk:
+            raise ValueError("an object's file ended before its length while being streamed")
+        offset += len(chunk)
+        yield chunk
 
 
 # -- serving FIFOs --------------------------------------------------------------------------
@@ -468,8 +499,9 @@ class _Feed:
     source: Callable[[], Iterator[bytes]]
     done: Callable[[_Feed, BaseException | None], None]
     fd: int = -1
-    chunks: Iterator[bytes] | None = None
+    chunks: Iterator[bytes | FileSpan] | None = None
     pending: memoryview = field(default_factory=lambda: memoryview(b""))
+    span: FileSpan | None = None  # being spliced; ``pending`` is empty meanwhile
 
 
 def _reader_gone(fd: int) -> bool:
@@ -523,7 +555,8 @@ class _FifoServer:
                         self._draining.remove(feed)
                         self._finish(feed, None)
                 if not self._writing:
-                    self._stop.wait(_POLL_SECONDS)
+                    # A drained FIFO's reader waits for end of file: look again soon.
+                    self._stop.wait(_DRAIN_POLL_SECONDS if self._draining else _POLL_SECONDS)
         finally:
             self._shutdown()
 
@@ -554,6 +587,12 @@ class _FifoServer:
         written = 0
         try:
             while written < _PUMP_BUDGET:
+                if feed.span is not None:
+                    count = self._splice(feed)
+                    if count < 0:
+                        return  # the pipe is full
+                    written += count
+                    continue
                 if not feed.pending:
                     chunk = next(feed.chunks, None)
                     if chunk is None:
@@ -561,7 +600,10 @@ class _FifoServer:
                         del self._writing[feed.fd]
                         self._draining.append(feed)
                         return
-                    feed.pending = memoryview(chunk)
+                    if isinstance(chunk, FileSpan):
+                        feed.span = chunk
+                    else:
+                        feed.pending = memoryview(chunk)
                     continue
                 count = os.write(feed.fd, feed.pending)
                 written += count
@@ -574,6 +616,32 @@ class _FifoServer:
             self._drop(feed, None)
         except Exception as exc:
             self._drop(feed, exc)
+
+    @staticmethod
+    def _splice(feed: _Feed) -> int:
+        """Splice the next piece of ``feed.span`` into the pipe: the bytes moved, or -1 when
+        the pipe is full."""
+        span = feed.span
+        assert span is not None and feed.chunks is not None
+        if span.length == 0:
+            feed.span = None
+            return 0
+        try:
+            count = os.splice(span.fd, feed.fd, min(span.length, _PIPE_SIZE),
+                              offset_src=span.offset, flags=os.SPLICE_F_NONBLOCK)
+        except BlockingIOError:
+            return -1
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            feed.chunks = itertools.chain(_span_chunks(span), feed.chunks)
+            feed.span = None
+            return 0
+        if count == 0:
+            raise ValueError("an object's file ended before its length while being streamed")
+        span.offset += count
+        span.length -= count
+        return count
 
     def _drop(self, feed: _Feed, error: BaseException | None) -> None:
         self._selector.unregister(feed.fd)
