@@ -75,7 +75,7 @@ if __name__ == "__main__":
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()
-    # After a failed distributed run the collective's native threads can crash the
-    # interpreter's teardown; the failure file is written, so leave without it.
-    if code:
-        os._exit(code)
+    # Everything the instance produces is on disk, so leave without the interpreter's
+    # teardown: it costs a tenth of a second with xgboost, pandas and scikit-learn loaded,
+    # and after a failed distributed run the collective's native threads can crash it.
+    os._exit(code)

@@ -57,20 +57,30 @@ class Dataset:
 class _Stream:
     """A named, read-once binary stream over a file, a FIFO or chunks; gzip undone."""
 
-    def __init__(self, name: str, chunks: Iterator[bytes]) -> None:
+    def __init__(self, name: str, chunks: Iterator[bytes], path: Path | None = None) -> None:
         self.name = name
         self._chunks = chunks
         self._pending = b""
+        self._path = path  # a plain (not gzip) file nothing has been read from yet
 
     @classmethod
     def of_file(cls, path: Path, name: str) -> _Stream:
-        return cls(name, _gunzipped(_read_chunks(path)))
+        plain = False
+        if path.is_file():  # FastFile mode's files are FIFOs, to be opened only once
+            with open(path, "rb") as file:
+                plain = file.read(len(_GZIP_MAGIC)) != _GZIP_MAGIC
+        return cls(name, _gunzipped(_read_chunks(path)), path if plain else None)
 
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
+            if self._path is not None:  # the whole file: one read, no chunks to join
+                self._chunks = iter(())
+                self._pending = b""
+                return self._path.read_bytes()
             data = self._pending + b"".join(self._chunks)
             self._pending = b""
             return data
+        self._path = None
         while len(self._pending) < size:
             chunk = next(self._chunks, None)
             if chunk is None:

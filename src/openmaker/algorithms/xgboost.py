@@ -474,12 +474,13 @@ def check_labels(labels: np.ndarray, objective: str, num_class: int | None,
 
 # -- callbacks -------------------------------------------------------------------------------
 def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all (temp file, then rename). No fsync: the platform
+    copies models and checkpoints to the object store, which is where they become durable;
+    an instance that dies before that is a failed (or, for spot, restarted) job anyway."""
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as file:
             file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

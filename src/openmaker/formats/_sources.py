@@ -100,4 +100,9 @@ def read_all(source: Source) -> bytes:
     """The whole of ``source`` as one ``bytes`` object."""
     if isinstance(source, bytes):
         return source
+    if hasattr(source, "read") and not isinstance(source, io.TextIOBase):
+        data = source.read()  # one read: no chunks to copy together
+        if isinstance(data, bytes | bytearray | memoryview):
+            return bytes(data)
+        raise TypeError(f"{source_name(source)} is open in text mode; open it with 'rb'")
     return b"".join(iter_chunks(source))
