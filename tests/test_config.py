@@ -27,6 +27,8 @@ FILE_VALUES: dict[str, object] = {
     "region": "eu-central-1",
     "account_id": "111111111111",
     "max_clock_skew_seconds": 60,
+    "spot_interruption_after_seconds": 30,
+    "spot_capacity_wait_seconds": 5,
 }
 # ... and a different one again, as an environment variable would hold it.
 ENV_VALUES: dict[str, object] = {
@@ -42,6 +44,8 @@ ENV_VALUES: dict[str, object] = {
     "region": "us-west-2",
     "account_id": "222222222222",
     "max_clock_skew_seconds": 120,
+    "spot_interruption_after_seconds": 45,
+    "spot_capacity_wait_seconds": 0,
 }
 
 
@@ -278,4 +282,12 @@ def test_replace_changes_a_copy(home):
 def test_unknown_settings_are_refused_by_name(home, text, named):
     write_config(home, text)
     with pytest.raises(ConfigError, match=named):
+        load_settings(home)
+
+
+@pytest.mark.parametrize("name", ["OPENMAKER_SPOT_INTERRUPTION_AFTER_SECONDS",
+                                  "OPENMAKER_SPOT_CAPACITY_WAIT_SECONDS"])
+def test_negative_spot_seconds_are_refused_by_name(home, monkeypatch, name):
+    monkeypatch.setenv(name, "-1")
+    with pytest.raises(ConfigError, match=name):
         load_settings(home)
