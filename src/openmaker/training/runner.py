@@ -34,6 +34,7 @@ from openmaker.compute import (
     open_compute_backend,
 )
 from openmaker.core import errors
+from openmaker.core.archives import safe_extract
 from openmaker.core.platform import Platform
 from openmaker.core.resources import Record
 from openmaker.storage.uri import S3Uri
@@ -139,21 +140,8 @@ def free_port(host: str = LOOPBACK) -> int:
 def extract_source(archive: Path, destination: Path) -> None:
     """Extract ``sourcedir.tar.gz`` into ``destination``, refusing members that would land
     outside it (absolute paths, ``..``, links pointing out) or are not files/folders."""
-    root = destination.resolve()
-    with tarfile.open(archive, "r:*") as tar:
-        for member in tar.getmembers():
-            target = (root / member.name).resolve()
-            if not target.is_relative_to(root):
-                raise errors.ValidationException(
-                    f"sagemaker_submit_directory: archive member {member.name!r} would be "
-                    "extracted outside the code directory"
-                )
-            if not (member.isfile() or member.isdir()):
-                raise errors.ValidationException(
-                    f"sagemaker_submit_directory: archive member {member.name!r} is not a "
-                    "regular file or folder (links and devices are refused)"
-                )
-        tar.extractall(root, filter="data")
+    safe_extract(archive, destination, what="sagemaker_submit_directory",
+                 into="the code directory")
 
 
 def tar_directory(directory: Path, target: Path) -> None:
