@@ -113,9 +113,9 @@ def test_reserved_tag_prefix(sagemaker, store):
 
 def test_unimplemented_operation_names_itself(sagemaker):
     with pytest.raises(ClientError) as excinfo:
-        sagemaker.delete_model(ModelName="some-model")
+        sagemaker.delete_algorithm(AlgorithmName="some-algorithm")
     error = excinfo.value.response["Error"]
-    assert error["Code"] == "NotImplemented" and "DeleteModel" in error["Message"]
+    assert error["Code"] == "NotImplemented" and "DeleteAlgorithm" in error["Message"]
     assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501
 
 
