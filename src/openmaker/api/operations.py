@@ -24,6 +24,12 @@ OPERATIONS: dict[str, dict[str, str]] = {
         "CreateTrainingJob": "openmaker.training.service:create_training_job",
         "DescribeTrainingJob": "openmaker.training.service:describe_training_job",
         "StopTrainingJob": "openmaker.training.service:stop_training_job",
+        "CreateModel": "openmaker.hosting.models:create_model",
+        "DescribeModel": "openmaker.hosting.models:describe_model",
+        "DeleteModel": "openmaker.hosting.models:delete_model",
+        "CreateEndpointConfig": "openmaker.hosting.endpoint_configs:create_endpoint_config",
+        "DescribeEndpointConfig": "openmaker.hosting.endpoint_configs:describe_endpoint_config",
+        "DeleteEndpointConfig": "openmaker.hosting.endpoint_configs:delete_endpoint_config",
     },
     "logs": {
         name: f"openmaker.cloudwatch.logs:{handler}"
