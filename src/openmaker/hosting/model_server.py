@@ -555,7 +555,7 @@ async def _serve(settings: Settings, sock: socket.socket,
                             date_header=False, timeout_keep_alive=75,
                             backlog=2048)
     server = uvicorn.Server(config)
-    result = {"code": 0}
+    failure: list[str] = []
 
     async def load() -> None:
         loop = asyncio.get_running_loop()
@@ -564,8 +564,7 @@ async def _serve(settings: Settings, sock: socket.socket,
         except Exception as error:  # noqa: BLE001 - reported, then the process exits
             logger.error("the model failed to load\n%s",
                          "".join(traceback.format_exception(error)))
-            on_failed(_last_line(error))
-            result["code"] = 1
+            failure.append(_last_line(error))
             server.should_exit = True
             return
         app.ready(handler)
@@ -577,7 +576,10 @@ async def _serve(settings: Settings, sock: socket.socket,
     await server.serve(sockets=[sock])
     task.cancel()
     app.pool.shutdown(wait=False, cancel_futures=True)
-    return result["code"]
+    if failure:
+        on_failed(failure[0])  # the last line, after the server's own shutdown logging
+        return 1
+    return 0
 
 
 def _run_worker(settings: Settings, sock: socket.socket, on_ready: Callable[[], None],
@@ -616,7 +618,10 @@ def _run_workers(settings: Settings, sock: socket.socket) -> int:
         children[pid] = read_end
     sock.close()
 
+    stopping = []
+
     def forward(signum: int, frame: Any) -> None:
+        stopping.append(signum)
         for pid in children:
             try:
                 os.kill(pid, signum)
@@ -656,6 +661,8 @@ def _run_workers(settings: Settings, sock: socket.socket) -> int:
         running.discard(pid)
         children.pop(pid, None)
         exit_code = os.waitstatus_to_exitcode(status)
+        if stopping and exit_code in (0, -signal.SIGTERM, -signal.SIGINT):
+            continue  # stopped as asked
         if exit_code and not code:
             # one worker gone: the instance is unhealthy, stop the others too
             code = exit_code if exit_code > 0 else 1
@@ -670,6 +677,8 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     logging.basicConfig(level=int(level) if level.isdigit() else level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    if not logger.isEnabledFor(logging.DEBUG):
+        logging.getLogger("uvicorn").setLevel(logging.WARNING)
     try:
         settings = Settings(environ)
         sock = _bind(settings.port)
