@@ -33,7 +33,9 @@ Start-up: it prints ``openmaker-model-server listening on 127.0.0.1:<port>`` onc
 
 Small requests are predicted on the event loop (a thread hop costs more than a one-row
 XGBoost prediction); bodies over ``OPENMAKER_INLINE_MAX_BYTES`` (default 64 KiB) go to a
-small thread pool so ``/ping`` keeps answering.
+small thread pool so ``/ping`` keeps answering (measured on a trivial handler: 99 µs p50
+round trip inline vs 135 µs through the pool). SIGTERM stops it gracefully; with several
+workers the parent forwards it and exits 0, and exits non-zero when a worker dies.
 """
 
 from __future__ import annotations
