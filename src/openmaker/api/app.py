@@ -48,6 +48,7 @@ class OpenmakerApp:
         from openmaker.api.admin import AdminProtocol
         from openmaker.api.cloudwatch import CloudWatchProtocol
         from openmaker.api.json_protocol import JsonProtocol
+        from openmaker.api.runtime import RuntimeProtocol
         from openmaker.api.s3 import S3Protocol
         from openmaker.api.sts import StsProtocol
 
@@ -60,6 +61,7 @@ class OpenmakerApp:
         self.logs = JsonProtocol(self, "logs", "Logs_20140328")
         self.cloudwatch = CloudWatchProtocol(self)
         self.admin = AdminProtocol(self)
+        self.runtime = RuntimeProtocol(self)
         self._json_fallback = self.sagemaker
 
     # -- ASGI -----------------------------------------------------------------------------
@@ -122,10 +124,7 @@ class OpenmakerApp:
             return self.cloudwatch
         if service == "sagemaker":
             if target is None and request.raw_path.startswith("/endpoints/"):
-                raise errors.NotImplementedOperation(
-                    "The SageMaker Runtime API (InvokeEndpoint ...) is not implemented by "
-                    "openmaker yet."
-                )
+                return self.runtime  # SageMaker Runtime signs as "sagemaker" too
             return self.sagemaker
         if service == "unknown-json":
             raise errors.UnknownOperationException(

@@ -17,6 +17,9 @@ Handler = Callable[..., Any]
 
 # service name (botocore's) -> operation -> "module:function"
 OPERATIONS: dict[str, dict[str, str]] = {
+    "sagemaker-runtime": {
+        "InvokeEndpoint": "openmaker.hosting.runtime:invoke_endpoint",
+    },
     "sagemaker": {
         "AddTags": "openmaker.api.sagemaker:add_tags",
         "ListTags": "openmaker.api.sagemaker:list_tags",
@@ -30,6 +33,9 @@ OPERATIONS: dict[str, dict[str, str]] = {
         "CreateEndpointConfig": "openmaker.hosting.endpoint_configs:create_endpoint_config",
         "DescribeEndpointConfig": "openmaker.hosting.endpoint_configs:describe_endpoint_config",
         "DeleteEndpointConfig": "openmaker.hosting.endpoint_configs:delete_endpoint_config",
+        "CreateEndpoint": "openmaker.hosting.endpoints:create_endpoint",
+        "DescribeEndpoint": "openmaker.hosting.endpoints:describe_endpoint",
+        "DeleteEndpoint": "openmaker.hosting.endpoints:delete_endpoint",
     },
     "logs": {
         name: f"openmaker.cloudwatch.logs:{handler}"

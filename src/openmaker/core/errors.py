@@ -14,7 +14,9 @@ classes with :func:`error_class_for_code`. Hierarchy::
     │   │         UnrecognizedClientException, IncompleteSignatureException,
     │   │         SignatureDoesNotMatch, InvalidAccessKeyId, AccessDenied, RequestTimeTooSkewed
     │   └── S3: NoSuchBucket, NoSuchKey, InvalidRange, EntityTooSmall, ... (see below)
-    └── server-side (5xx)             InternalFailure, NotImplementedOperation
+    │   └── SageMaker Runtime: ValidationError, ModelError (424, the container's answer),
+    │                          ModelNotReadyException
+    └── server-side (5xx)             InternalFailure, NotImplementedOperation, ServiceUnavailable
 """
 
 from __future__ import annotations
@@ -195,6 +197,25 @@ NotModified = _error("NotModified", "NotModified", 304, "S3: the object is uncha
 S3NotImplemented = _error(
     "S3NotImplemented", "NotImplemented", 501,
     "S3: a header or feature openmaker does not implement.",
+)
+
+# --- SageMaker Runtime -------------------------------------------------------------------
+RuntimeValidationError = _error(
+    "RuntimeValidationError", "ValidationError", 400,
+    "SageMaker Runtime: bad input, an unknown endpoint or variant, or one not in service.",
+)
+ModelError = _error(
+    "ModelError", "ModelError", 424,
+    "SageMaker Runtime: the model container answered with an error; ``OriginalStatusCode`` "
+    "and ``OriginalMessage`` carry its answer.",
+)
+ModelNotReadyException = _error(
+    "ModelNotReadyException", "ModelNotReadyException", 429,
+    "SageMaker Runtime: the target model is not loaded yet.",
+)
+ServiceUnavailable = _error(
+    "ServiceUnavailable", "ServiceUnavailable", 503,
+    "The service (here: every instance of the variant) cannot take the request now.",
 )
 
 
