@@ -8,8 +8,12 @@ The public names are the SDK's; they are imported on first use so that ``openmak
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["Estimator", "ServerStartError", "Session", "StorageEntry", "TrainingInput",
-           "TrainingJobAnalytics", "TrainingJobFailedError", "__version__"]
+__all__ = ["BytesDeserializer", "CSVDeserializer", "CSVSerializer", "EndpointDeploymentError",
+           "Estimator", "IdentitySerializer", "JSONDeserializer", "JSONLinesDeserializer",
+           "JSONLinesSerializer", "JSONSerializer", "Model", "NumpyDeserializer",
+           "NumpySerializer", "Predictor", "RecordDeserializer", "RecordSerializer",
+           "ServerStartError", "Session", "StorageEntry", "StringDeserializer",
+           "TrainingInput", "TrainingJobAnalytics", "TrainingJobFailedError", "__version__"]
 
 
 def __getattr__(name: str):

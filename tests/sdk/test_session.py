@@ -303,7 +303,11 @@ def test_package_exports_exactly_the_sdk_names():
     from openmaker import sdk
 
     assert sorted(openmaker.__all__) == sorted([*sdk.__all__, "__version__"]) == [
-        "Estimator", "ServerStartError", "Session", "StorageEntry", "TrainingInput",
+        "BytesDeserializer", "CSVDeserializer", "CSVSerializer", "EndpointDeploymentError",
+        "Estimator", "IdentitySerializer", "JSONDeserializer", "JSONLinesDeserializer",
+        "JSONLinesSerializer", "JSONSerializer", "Model", "NumpyDeserializer",
+        "NumpySerializer", "Predictor", "RecordDeserializer", "RecordSerializer",
+        "ServerStartError", "Session", "StorageEntry", "StringDeserializer", "TrainingInput",
         "TrainingJobAnalytics", "TrainingJobFailedError", "__version__"]
     for name in sdk.__all__:
         assert getattr(openmaker, name) is getattr(sdk, name)

@@ -1,9 +1,31 @@
 """The Pythonic SDK: sessions bound to an openmaker server, built on boto3 clients,
-estimators that run training jobs on it, and their metrics as DataFrames."""
+estimators that run training jobs on it, their metrics as DataFrames, models deployed to
+endpoints, and predictors (with the SageMaker SDK's serializers) that call them."""
 
 from openmaker.sdk.analytics import TrainingJobAnalytics
 from openmaker.sdk.estimator import Estimator, TrainingInput, TrainingJobFailedError
+from openmaker.sdk.model import EndpointDeploymentError, Model
+from openmaker.sdk.predictor import Predictor
+from openmaker.sdk.serializers import (
+    BytesDeserializer,
+    CSVDeserializer,
+    CSVSerializer,
+    IdentitySerializer,
+    JSONDeserializer,
+    JSONLinesDeserializer,
+    JSONLinesSerializer,
+    JSONSerializer,
+    NumpyDeserializer,
+    NumpySerializer,
+    RecordDeserializer,
+    RecordSerializer,
+    StringDeserializer,
+)
 from openmaker.sdk.session import ServerStartError, Session, StorageEntry
 
-__all__ = ["Estimator", "ServerStartError", "Session", "StorageEntry", "TrainingInput",
-           "TrainingJobAnalytics", "TrainingJobFailedError"]
+__all__ = ["BytesDeserializer", "CSVDeserializer", "CSVSerializer", "EndpointDeploymentError",
+           "Estimator", "IdentitySerializer", "JSONDeserializer", "JSONLinesDeserializer",
+           "JSONLinesSerializer", "JSONSerializer", "Model", "NumpyDeserializer",
+           "NumpySerializer", "Predictor", "RecordDeserializer", "RecordSerializer",
+           "ServerStartError", "Session", "StorageEntry", "StringDeserializer",
+           "TrainingInput", "TrainingJobAnalytics", "TrainingJobFailedError"]

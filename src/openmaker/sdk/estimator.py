@@ -411,6 +411,53 @@ class Estimator:
         uri = self.describe().get("ModelArtifacts", {}).get("S3ModelArtifacts")
         return uri or None
 
+    def create_model(self, entry_point: str | None = None, source_dir: str | None = None,
+                     image_uri: str | None = None, env: Mapping[str, str] | None = None,
+                     name: str | None = None, role: str | None = None,
+                     predictor_cls: type | None = None):
+        """An ``openmaker.Model`` of the latest job's ``model.tar.gz``, served by the
+        training image (built-in algorithms serve with it). A script-mode job's code is
+        reused for serving unless another ``entry_point`` is given."""
+        from openmaker.sdk.model import Model
+        from openmaker.sdk.predictor import Predictor
+
+        model_data = self.model_data
+        if model_data is None:
+            raise ValueError(f"training job {self._job_name()} has no model artifact yet; "
+                             "deploy once it has Completed")
+        if entry_point is None and self.entry_point:
+            hyperparameters = self.describe().get("HyperParameters", {})
+            program = _decode(hyperparameters.get("sagemaker_program", "null"))
+            submit = _decode(hyperparameters.get("sagemaker_submit_directory", "null"))
+            if isinstance(program, str) and isinstance(submit, str):
+                entry_point, source_dir = program, submit
+        return Model(image_uri or self.image_uri, model_data=model_data,
+                     role=role or self.role, env=env, name=name, session=self.session,
+                     predictor_cls=predictor_cls or Predictor, entry_point=entry_point,
+                     source_dir=source_dir)
+
+    def deploy(self, initial_instance_count: int = 1, instance_type: str | None = None,
+               serializer: Any = None, deserializer: Any = None,
+               endpoint_name: str | None = None, entry_point: str | None = None,
+               source_dir: str | None = None, image_uri: str | None = None,
+               env: Mapping[str, str] | None = None, model_name: str | None = None,
+               wait: bool = True, variant_name: str = "AllTraffic",
+               data_capture_config: Any = None,
+               tags: list[dict[str, str]] | Mapping[str, str] | None = None):
+        """Deploy the latest job's model to an endpoint (``Model.deploy``); returns its
+        ``Predictor``. The endpoint and model are named after the job by default."""
+        job_name = self._job_name()
+        model = self.create_model(entry_point=entry_point, source_dir=source_dir,
+                                  image_uri=image_uri, env=env,
+                                  name=model_name or endpoint_name or job_name)
+        return model.deploy(initial_instance_count=initial_instance_count,
+                            instance_type=instance_type or self.instance_type,
+                            endpoint_name=endpoint_name or model.name,
+                            serializer=serializer, deserializer=deserializer, wait=wait,
+                            variant_name=variant_name,
+                            data_capture_config=data_capture_config,
+                            tags=tags if tags is not None else self.tags)
+
     @property
     def training_job_analytics(self):
         """The latest job's metrics (``openmaker.TrainingJobAnalytics``)."""
