@@ -14,6 +14,8 @@ EPILOG = """examples:
   openmaker storage ls s3://bucket/data/
   openmaker training list
   openmaker training logs my-job --follow
+  openmaker endpoints list
+  openmaker invoke my-endpoint --body "5.1,3.5,1.4,0.2" --content-type text/csv
   openmaker status
 """
 
@@ -79,6 +81,39 @@ def build_parser() -> argparse.ArgumentParser:
                           "checkpoints), as EC2 does when it takes spot capacity back")
     interrupt.add_argument("job")
 
+    endpoints = commands.add_parser("endpoints", help="list, describe and delete endpoints",
+                                    description="Endpoints on the server.")
+    endpoints.add_argument("--url", help="server URL (default $OPENMAKER_URL, else the "
+                                         "server on this home, else a new one)")
+    endpoints.add_argument("--home", help="home directory")
+    endpoint_actions = endpoints.add_subparsers(dest="action", metavar="ACTION",
+                                                required=True)
+    endpoint_list = endpoint_actions.add_parser("list", help="every endpoint: name, status, "
+                                                "created")
+    endpoint_list.add_argument("--page-size", type=int, help="endpoints per ListEndpoints "
+                                                             "request (default: the server's)")
+    endpoint_describe = endpoint_actions.add_parser("describe", help="DescribeEndpoint as JSON")
+    endpoint_describe.add_argument("endpoint")
+    endpoint_delete = endpoint_actions.add_parser("delete", help="delete an endpoint (its "
+                                                  "config and model are kept)")
+    endpoint_delete.add_argument("endpoint")
+
+    invoke = commands.add_parser(
+        "invoke", help="send one request to an endpoint and print the answer",
+        description="InvokeEndpoint: print the response body to stdout and the variant that "
+                    "served it to stderr.")
+    invoke.add_argument("endpoint")
+    invoke.add_argument("--body", required=True,
+                        help="the request body, or @FILE to read it from a file (@- for stdin)")
+    invoke.add_argument("--content-type", default="text/csv",
+                        help="the body's MIME type (default text/csv)")
+    invoke.add_argument("--accept", help="the MIME type to answer in (default: the model's)")
+    invoke.add_argument("--target-variant", help="the production variant to send it to")
+    invoke.add_argument("--custom-attributes", help="opaque value passed to the model")
+    invoke.add_argument("--url", help="server URL (default $OPENMAKER_URL, else the server on "
+                                      "this home, else a new one)")
+    invoke.add_argument("--home", help="home directory")
+
     status = commands.add_parser("status", help="what is running, where the home is")
     status.add_argument("--home", help="home directory")
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -100,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return {"server": run_server, "storage": run_storage, "training": run_training,
-                "status": run_status}[
+                "endpoints": run_endpoints, "invoke": run_invoke, "status": run_status}[
             args.command](args)
     except ConfigError as exc:
         print(f"openmaker: configuration error: {exc}", file=sys.stderr)
@@ -254,6 +289,80 @@ def _training_action(session, args: argparse.Namespace) -> int:
         return 0
     client.stop_training_job(TrainingJobName=args.job)
     print(f"stopping: {args.job}")
+    return 0
+
+
+def run_endpoints(args: argparse.Namespace) -> int:
+    return _with_session(args, _endpoints_action)
+
+
+def run_invoke(args: argparse.Namespace) -> int:
+    return _with_session(args, _invoke_action)
+
+
+def _with_session(args: argparse.Namespace, action) -> int:
+    """Run ``action(session, args)``, reporting errors as ``openmaker training`` does."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from openmaker.sdk import ServerStartError, Session
+
+    try:
+        session = Session(args.url, home=args.home)
+        return action(session, args)
+    except ClientError as exc:
+        print(_client_error_line(exc), file=sys.stderr)
+    except (BotoCoreError, OSError, ValueError, ServerStartError) as exc:
+        print(f"openmaker: {exc}", file=sys.stderr)
+    return 1
+
+
+def _endpoints_action(session, args: argparse.Namespace) -> int:
+    client = session.sagemaker
+    if args.action == "list":
+        rows = [(endpoint["EndpointName"], endpoint["EndpointStatus"],
+                 endpoint["CreationTime"].strftime("%Y-%m-%d %H:%M:%S"))
+                for page in client.get_paginator("list_endpoints").paginate(
+                    PaginationConfig={"PageSize": args.page_size} if args.page_size else {})
+                for endpoint in page["Endpoints"]]
+        width = max([len(name) for name, _, _ in rows] + [4])
+        print(f"{'NAME':<{width}}  {'STATUS':<10}  CREATED")
+        for name, status, created in rows:
+            print(f"{name:<{width}}  {status:<10}  {created}")
+        return 0
+    if args.action == "describe":
+        endpoint = client.describe_endpoint(EndpointName=args.endpoint)
+        endpoint.pop("ResponseMetadata", None)
+        print(json.dumps(endpoint, indent=2, default=str))
+        return 0
+    client.delete_endpoint(EndpointName=args.endpoint)
+    print(f"deleted: {args.endpoint}")
+    return 0
+
+
+def _request_body(value: str) -> bytes:
+    """``--body``: the text itself, or ``@FILE``'s bytes (``@-``: stdin)."""
+    if not value.startswith("@"):
+        return value.encode()
+    if value == "@-":
+        return sys.stdin.buffer.read()
+    return Path(value[1:]).read_bytes()
+
+
+def _invoke_action(session, args: argparse.Namespace) -> int:
+    request = {"EndpointName": args.endpoint, "Body": _request_body(args.body),
+               "ContentType": args.content_type}
+    for key, value in (("Accept", args.accept), ("TargetVariant", args.target_variant),
+                       ("CustomAttributes", args.custom_attributes)):
+        if value is not None:
+            request[key] = value
+    response = session.client("sagemaker-runtime").invoke_endpoint(**request)
+    body = response["Body"].read()
+    sys.stdout.buffer.write(body)
+    if body and not body.endswith(b"\n") and sys.stdout.isatty():
+        sys.stdout.buffer.write(b"\n")
+    sys.stdout.flush()
+    print(f"openmaker: answered by variant {response.get('InvokedProductionVariant')} "
+          f"({response.get('ContentType')})", file=sys.stderr)
     return 0
 
 
