@@ -1,21 +1,29 @@
 """CloudWatch metrics: ``ListMetrics``, ``GetMetricData`` and ``GetMetricStatistics`` over
-the metric points of training jobs (``reference/platform.md`` section 6.2).
+the metric points of training jobs and the invocation metrics of endpoints
+(``reference/platform.md`` sections 6.1 and 6.2).
 
 SageMaker publishes the values its ``MetricDefinitions`` find in a job's output to
 namespace ``/aws/sagemaker/TrainingJobs``. Here each metric of each job is two CloudWatch
 metrics: dimension ``TrainingJobName=<job>`` (the points of every instance, which is what
 the SageMaker SDK's ``TrainingJobAnalytics`` asks for) and ``Host=<job>/algo-<n>`` (one
-instance's points). The points are read through :mod:`openmaker.training.metrics`; other
-namespaces hold no metrics here, so they list nothing and return no datapoints.
+instance's points). The points are read through :mod:`openmaker.training.metrics`.
+
+Endpoint invocations are namespace ``AWS/SageMaker`` with dimensions ``EndpointName`` and
+``VariantName`` (both, as SageMaker publishes them): ``Invocations``,
+``InvocationsPerInstance``, ``Invocation4XXErrors``, ``Invocation5XXErrors``,
+``InvocationModelErrors`` (unit ``None``), ``ModelLatency`` and ``OverheadLatency`` (unit
+``Microseconds``), read through :mod:`openmaker.hosting.metrics`. Other namespaces hold no
+metrics here, so they list nothing and return no datapoints.
 
 Datapoints aggregate the points in ``Period``-second buckets as CloudWatch does: the start
 time is rounded down (to the period for the high-resolution periods 1, 5, 10, 20 and 30,
 else to the minute, or to 5 minutes / an hour for start times more than 15 / 63 days ago),
 buckets run from there, and a bucket is stamped with its start. Points are taken from the
 rounded start up to, not including, ``EndTime``. Statistics: ``SampleCount``, ``Average``,
-``Sum``, ``Minimum``, ``Maximum`` and percentiles ``p0``-``p100`` (nearest rank). The points
-carry no unit: a request naming a ``Unit`` other than ``None`` matches no data. Job names
-match case-insensitively, as SageMaker's names are unique regardless of case. Metric math
+``Sum``, ``Minimum``, ``Maximum`` and percentiles ``p0``-``p100`` (nearest rank). Training
+points carry no unit: a request naming a ``Unit`` other than a metric's own (``None`` for
+training metrics) matches no data. Job and endpoint names match case-insensitively, as
+SageMaker's names are unique regardless of case. Metric math
 and Metrics Insights (``Expression``) are refused with ``NotImplemented``.
 
 Errors follow CloudWatch: ``GetMetricStatistics`` answers ``InvalidParameterValue``,
@@ -39,12 +47,16 @@ from typing import Any
 
 from openmaker.core import errors
 from openmaker.core.platform import RequestContext
+from openmaker.hosting import metrics as endpoint_metrics
 from openmaker.training import metrics as training_metrics
 
 NAMESPACE = "/aws/sagemaker/TrainingJobs"
 JOB_DIMENSION = "TrainingJobName"
 HOST_DIMENSION = "Host"
 UNIT = "None"
+ENDPOINT_NAMESPACE = endpoint_metrics.NAMESPACE
+ENDPOINT_DIMENSION = endpoint_metrics.ENDPOINT_DIMENSION
+VARIANT_DIMENSION = endpoint_metrics.VARIANT_DIMENSION
 LIST_PAGE_SIZE = 500
 MAX_QUERIES = 500
 DEFAULT_MAX_DATAPOINTS = 100_800
@@ -105,16 +117,41 @@ class Series:
     metric_name: str
     host: str | None = None
 
+    @property
+    def unit(self) -> str:
+        return UNIT
+
+
+@dataclass(frozen=True)
+class EndpointSeries:
+    """The points behind one endpoint metric: one variant's."""
+
+    endpoint: str
+    variant: str
+    metric_name: str
+
+    @property
+    def unit(self) -> str:
+        return endpoint_metrics.metric_unit(self.metric_name) or UNIT
+
 
 def series_for(namespace: str | None, metric_name: str | None,
-               dimensions: Sequence[dict[str, str]] | None) -> Series | None:
+               dimensions: Sequence[dict[str, str]] | None,
+               ) -> Series | EndpointSeries | None:
     """The series a metric names, or None when no points can belong to it (another
     namespace, or a dimension set SageMaker does not publish). CloudWatch matches the
-    dimension set exactly, so ``TrainingJobName`` and ``Host`` are never combined."""
-    if namespace != NAMESPACE or not metric_name:
+    dimension set exactly, so ``TrainingJobName`` and ``Host`` are never combined, and an
+    endpoint metric needs both ``EndpointName`` and ``VariantName``."""
+    if namespace not in (NAMESPACE, ENDPOINT_NAMESPACE) or not metric_name:
         return None
     given = {d.get("Name"): d.get("Value") for d in dimensions or ()}
     if len(given) != len(dimensions or ()):
+        return None
+    if namespace == ENDPOINT_NAMESPACE:
+        if (set(given) == {ENDPOINT_DIMENSION, VARIANT_DIMENSION} and all(given.values())
+                and endpoint_metrics.metric_unit(metric_name) is not None):
+            return EndpointSeries(given[ENDPOINT_DIMENSION], given[VARIANT_DIMENSION],
+                                  metric_name)
         return None
     if set(given) == {JOB_DIMENSION} and given[JOB_DIMENSION]:
         return Series(given[JOB_DIMENSION], metric_name)
@@ -139,8 +176,8 @@ def aligned_start(start_ms: int, period: int, now_ms: int) -> int:
     return start_ms - start_ms % unit
 
 
-def bucket_values(points: Iterable[training_metrics.MetricPoint], start_ms: int,
-                  period: int) -> list[tuple[int, list[float]]]:
+def bucket_values(points: Iterable[training_metrics.MetricPoint | endpoint_metrics.EndpointPoint],
+                  start_ms: int, period: int) -> list[tuple[int, list[float]]]:
     """``(bucket start ms, values)`` for each bucket with a point, oldest first."""
     step = period * 1000
     buckets: dict[int, list[float]] = {}
@@ -175,8 +212,11 @@ def statistic(name: str, values: Sequence[float]) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(rank) - 1))]
 
 
-def _points(ctx: RequestContext, series: Series, start_ms: int, end_ms: int,
-            ) -> list[training_metrics.MetricPoint]:
+def _points(ctx: RequestContext, series: Series | EndpointSeries, start_ms: int, end_ms: int,
+            ) -> list[training_metrics.MetricPoint] | list[endpoint_metrics.EndpointPoint]:
+    if isinstance(series, EndpointSeries):
+        return endpoint_metrics.endpoint_points(ctx.platform, series.endpoint, series.variant,
+                                                series.metric_name, start_ms, end_ms)
     return training_metrics.metric_points(ctx.platform, series.job, series.metric_name,
                                           start_ms, end_ms, series.host)
 
@@ -216,7 +256,7 @@ def _decode_token(token: str, fingerprint: str) -> int | None:
 # --- ListMetrics -------------------------------------------------------------------------
 def list_metrics(ctx: RequestContext, params: dict) -> dict:
     """The metrics with points, 500 a page: for each job's metric its ``TrainingJobName``
-    metric, then one ``Host`` metric per instance."""
+    metric, then one ``Host`` metric per instance; then each endpoint variant's metrics."""
     namespace = params.get("Namespace")
     owner = params.get("OwningAccount")
     filters = params.get("Dimensions") or []
@@ -229,10 +269,13 @@ def list_metrics(ctx: RequestContext, params: dict) -> dict:
                                         "request; pass the NextToken of the previous page "
                                         "with the same filters.")
     metrics: list[dict] = []
-    if (namespace in (None, NAMESPACE) and owner in (None, ctx.account_id)
-            and len({f["Name"] for f in filters}) == len(filters)):
-        metrics = _listed_metrics(ctx, params.get("MetricName"), filters,
-                                  params.get("RecentlyActive"))
+    if owner in (None, ctx.account_id) and len({f["Name"] for f in filters}) == len(filters):
+        if namespace in (None, NAMESPACE):
+            metrics = _listed_metrics(ctx, params.get("MetricName"), filters,
+                                      params.get("RecentlyActive"))
+        if namespace in (None, ENDPOINT_NAMESPACE):
+            metrics += _listed_endpoint_metrics(ctx, params.get("MetricName"), filters,
+                                                params.get("RecentlyActive"))
     page = metrics[offset:offset + LIST_PAGE_SIZE]
     result: dict[str, Any] = {"Metrics": page}
     if params.get("IncludeLinkedAccounts"):
@@ -263,6 +306,25 @@ def _listed_metrics(ctx: RequestContext, metric_name: str | None, filters: list[
             listed.append(_metric(metric, JOB_DIMENSION, name))
         if JOB_DIMENSION not in wanted and host in (None, entry["Host"]):
             listed.append(_metric(metric, HOST_DIMENSION, f"{name}/{entry['Host']}"))
+    return listed
+
+
+def _listed_endpoint_metrics(ctx: RequestContext, metric_name: str | None,
+                             filters: list[dict], recently_active: str | None) -> list[dict]:
+    wanted = {f["Name"]: f.get("Value") for f in filters}
+    if set(wanted) - {ENDPOINT_DIMENSION, VARIANT_DIMENSION}:
+        return []
+    if metric_name is not None and endpoint_metrics.metric_unit(metric_name) is None:
+        return []
+    names = [metric_name] if metric_name is not None else list(endpoint_metrics.METRICS)
+    since = _now_ms() - RECENTLY_ACTIVE_MS if recently_active == "PT3H" else None
+    listed = []
+    for entry in endpoint_metrics.endpoint_series(
+            ctx.platform, wanted.get(ENDPOINT_DIMENSION), wanted.get(VARIANT_DIMENSION), since):
+        dimensions = [{"Name": ENDPOINT_DIMENSION, "Value": entry["EndpointName"]},
+                      {"Name": VARIANT_DIMENSION, "Value": entry["VariantName"]}]
+        listed += [{"Namespace": ENDPOINT_NAMESPACE, "MetricName": name,
+                    "Dimensions": dimensions} for name in names]
     return listed
 
 
@@ -305,13 +367,13 @@ def get_metric_statistics(ctx: RequestContext, params: dict) -> dict:
             "increasing Period, or decreasing the time range.")
     series = series_for(params["Namespace"], params["MetricName"], params.get("Dimensions"))
     label = params["MetricName"]
-    if series is None or params.get("Unit", UNIT) != UNIT:
+    if series is None or params.get("Unit", series.unit) != series.unit:
         return {"Label": label, "Datapoints": []}
     datapoints = []
     for bucket, values in bucket_values(_points(ctx, series, start_ms, end_ms), start_ms,
                                         period):
         datapoint: dict[str, Any] = {"Timestamp": training_metrics.to_datetime(bucket),
-                                     "Unit": UNIT}
+                                     "Unit": series.unit}
         for name in statistics:
             datapoint[name] = statistic(name, values)
         if extended:
@@ -418,7 +480,7 @@ def _query_datapoints(ctx: RequestContext, stat: dict, start_ms: int, end_ms: in
     metric = stat["Metric"]
     series = series_for(metric.get("Namespace"), metric.get("MetricName"),
                         metric.get("Dimensions"))
-    if series is None or stat.get("Unit", UNIT) != UNIT:
+    if series is None or stat.get("Unit", series.unit) != series.unit:
         return []
     period = stat["Period"]
     start = aligned_start(start_ms, period, now)
