@@ -19,6 +19,8 @@ SERVICES = {
     "logs": "Amazon CloudWatch Logs (AWS JSON 1.1, X-Amz-Target: Logs_20140328.*)",
     "cloudwatch": "Amazon CloudWatch metrics (AWS JSON 1.0, query-compatible, X-Amz-Target: "
                   "GraniteServiceVersion20100801.*)",
+    "application-autoscaling": "Application Auto Scaling for SageMaker endpoint variants "
+                               "(AWS JSON 1.1, X-Amz-Target: AnyScaleFrontendService.*)",
 }
 TARGET = Path(__file__).resolve().parent.parent / "docs" / "api-coverage.md"
 

@@ -23,7 +23,8 @@ log = logging.getLogger("openmaker.api")
 
 # X-Amz-Target prefix -> botocore service name, for requests that carry no signature
 TARGET_PREFIXES = {"SageMaker": "sagemaker", "Logs_20140328": "logs",
-                   "GraniteServiceVersion20100801": "monitoring"}
+                   "GraniteServiceVersion20100801": "monitoring",
+                   "AnyScaleFrontendService": "application-autoscaling"}
 
 
 class Protocol:
@@ -59,6 +60,8 @@ class OpenmakerApp:
         self.sts = StsProtocol(self)
         self.sagemaker = JsonProtocol(self, "sagemaker", "SageMaker")
         self.logs = JsonProtocol(self, "logs", "Logs_20140328")
+        self.autoscaling = JsonProtocol(self, "application-autoscaling",
+                                        "AnyScaleFrontendService")
         self.cloudwatch = CloudWatchProtocol(self)
         self.admin = AdminProtocol(self)
         self.runtime = RuntimeProtocol(self)
@@ -120,6 +123,8 @@ class OpenmakerApp:
             return self.sts
         if service == "logs":
             return self.logs
+        if service == "application-autoscaling":
+            return self.autoscaling
         if service == "monitoring":  # CloudWatch's signing name
             return self.cloudwatch
         if service == "sagemaker":

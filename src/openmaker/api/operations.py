@@ -53,6 +53,18 @@ OPERATIONS: dict[str, dict[str, str]] = {
         "GetMetricData": "openmaker.cloudwatch.metrics:get_metric_data",
         "GetMetricStatistics": "openmaker.cloudwatch.metrics:get_metric_statistics",
     },
+    "application-autoscaling": {
+        name: f"openmaker.autoscaling.service:{handler}"
+        for name, handler in (
+            ("RegisterScalableTarget", "register_scalable_target"),
+            ("DeregisterScalableTarget", "deregister_scalable_target"),
+            ("DescribeScalableTargets", "describe_scalable_targets"),
+            ("PutScalingPolicy", "put_scaling_policy"),
+            ("DeleteScalingPolicy", "delete_scaling_policy"),
+            ("DescribeScalingPolicies", "describe_scaling_policies"),
+            ("DescribeScalingActivities", "describe_scaling_activities"),
+        )
+    },
     "sts": {
         "GetCallerIdentity": "openmaker.api.sts:get_caller_identity",
     },

@@ -111,6 +111,9 @@ def serve(settings: Settings, log_level: str = "warning") -> None:
     from openmaker.training.service import recover_interrupted_jobs
 
     recover_interrupted_jobs(platform)  # jobs the previous server left running are failed
+    from openmaker.autoscaling.scaler import resume_scaling
+
+    resume_scaling(platform)  # scalable targets registered before go on being scaled
     app = OpenmakerApp(platform)
     config = uvicorn.Config(
         app, log_level=log_level, access_log=False, server_header=False, lifespan="on",

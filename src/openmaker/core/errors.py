@@ -14,6 +14,7 @@ classes with :func:`error_class_for_code`. Hierarchy::
     │   │         UnrecognizedClientException, IncompleteSignatureException,
     │   │         SignatureDoesNotMatch, InvalidAccessKeyId, AccessDenied, RequestTimeTooSkewed
     │   └── S3: NoSuchBucket, NoSuchKey, InvalidRange, EntityTooSmall, ... (see below)
+    │   └── Application Auto Scaling: ObjectNotFoundException
     │   └── SageMaker Runtime: ValidationError, ModelError (424, the container's answer),
     │                          ModelNotReadyException
     └── server-side (5xx)             InternalFailure, NotImplementedOperation, ServiceUnavailable
@@ -94,6 +95,12 @@ ResourceNotFoundException = _error(
 InvalidParameterException = _error(
     "InvalidParameterException", "InvalidParameterException", 400,
     "CloudWatch Logs: a parameter is not valid.",
+)
+
+# --- Application Auto Scaling ------------------------------------------------------------
+ObjectNotFoundException = _error(
+    "ObjectNotFoundException", "ObjectNotFoundException", 400,
+    "Application Auto Scaling: no such scalable target or scaling policy.",
 )
 
 # --- authentication ----------------------------------------------------------------------
