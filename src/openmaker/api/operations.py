@@ -36,6 +36,9 @@ OPERATIONS: dict[str, dict[str, str]] = {
         "CreateEndpoint": "openmaker.hosting.endpoints:create_endpoint",
         "DescribeEndpoint": "openmaker.hosting.endpoints:describe_endpoint",
         "DeleteEndpoint": "openmaker.hosting.endpoints:delete_endpoint",
+        "UpdateEndpoint": "openmaker.hosting.endpoints:update_endpoint",
+        "UpdateEndpointWeightsAndCapacities":
+            "openmaker.hosting.endpoints:update_endpoint_weights_and_capacities",
     },
     "logs": {
         name: f"openmaker.cloudwatch.logs:{handler}"

@@ -1,126 +1,80 @@
-"""Endpoints: CreateEndpoint, DescribeEndpoint, DeleteEndpoint and the fleets behind them.
+"""Endpoints: CreateEndpoint, DescribeEndpoint, DeleteEndpoint, UpdateEndpoint and
+UpdateEndpointWeightsAndCapacities, and the traffic between an endpoint's fleets.
 
-An endpoint's production variants each run ``InitialInstanceCount`` model-server processes
-(:mod:`openmaker.hosting.model_server`, or a bring-your-own server), every instance with its
-own ``opt/ml/model`` under ``<home>/work/endpoints/<endpoint>/<variant>/<instance>/`` and its
-own port on loopback. ``CreateEndpoint`` stores the endpoint ``Creating`` and deploys in the
-background: the model archive is fetched and extracted, the processes start, and the
-endpoint is ``InService`` once every instance answers ``GET /ping`` with 200 -- or
-``Failed``, with the reason and the server's last output lines, when one does not within
-``HEALTH_TIMEOUT_SECONDS``. Output goes to CloudWatch Logs,
-``/aws/sagemaker/Endpoints/<endpoint>``, stream ``<variant>/<instance-id>``.
+``CreateEndpoint`` stores the endpoint ``Creating`` and builds its fleet
+(:mod:`openmaker.hosting.fleet`) in the background: ``InService`` once every instance is
+healthy, else ``Failed`` with the reason. ``UpdateEndpoint`` is a blue/green deployment:
+the new config's fleet (green) is built next to the serving one (blue), traffic moves to
+it ``ALL_AT_ONCE``, or first a ``CANARY`` share, or in ``LINEAR`` steps, each held for
+``WaitIntervalInSeconds``; after ``TerminationWaitInSeconds`` blue is stopped. Requests
+keep being served throughout. A green fleet that cannot become healthy is stopped, blue
+keeps all traffic, and the endpoint returns to ``InService`` with the reason in
+``FailureReason``.
 
-Fleets live in the server process (like training runners); an endpoint still ``Creating`` or
-``InService`` when a server starts was cut off by the previous one and is deployed again.
+Fleets live in the server process; an endpoint still ``Creating``, ``Updating`` or
+``InService`` when a server starts was cut off by the previous one and is built again.
 """
 
 from __future__ import annotations
 
 import atexit
-import collections
 import copy
-import http.client
 import logging
-import os
-import queue
+import math
+import random
 import shutil
-import socket
-import sys
 import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from openmaker.compute import JobHandle, ProcessSpec, open_compute_backend
 from openmaker.core import errors
 from openmaker.core.arns import make_arn
 from openmaker.core.platform import Platform, RequestContext
 from openmaker.core.resources import ListQuery, ResourceNotFoundError
-from openmaker.storage.uri import S3Uri
+from openmaker.hosting.fleet import Fleet, Variant, build_fleet, endpoint_directory
 
 log = logging.getLogger(__name__)
 
 RESOURCE_TYPE = "endpoint"
-LOG_GROUP_PREFIX = "/aws/sagemaker/Endpoints/"
-LOOPBACK = "127.0.0.1"
-HEALTH_TIMEOUT_SECONDS = 120.0
-PING_TIMEOUT_SECONDS = 2.0
-TAIL_LINES = 30
 MAX_FAILURE_REASON = 1024
-CHUNK_SIZE = 1024 * 1024
-FRAMEWORKS = {"sagemaker-scikit-learn": "sklearn", "sagemaker-xgboost": "xgboost",
-              "pytorch-inference": "pytorch", "pytorch-training": "pytorch"}
-CONTAINER_MODEL_DIR = "/opt/ml/model"
 
 
-@dataclass
-class Instance:
-    """One model-server process of a variant, and a pool of open connections to it."""
+@dataclass(eq=False)
+class Traffic:
+    """Where an endpoint's requests go: its serving fleet and, during a blue/green
+    deployment, the new fleet with its share of the requests."""
 
-    variant: str
-    instance_id: str
-    port: int
-    model_dir: Path
-    handle: JobHandle | None = None
-    tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=TAIL_LINES))
-    _idle: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    current: Fleet
+    incoming: Fleet | None = None
+    incoming_share: float = 0.0
 
-    def connection(self) -> http.client.HTTPConnection:
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            return http.client.HTTPConnection(LOOPBACK, self.port, timeout=60)
-
-    def release(self, connection: http.client.HTTPConnection) -> None:
-        self._idle.put(connection)
-
-    @property
-    def running(self) -> bool:
-        return self.handle is not None and self.handle.running
+    def fleet_for_request(self) -> Fleet:
+        incoming = self.incoming
+        if incoming is not None and random.random() < self.incoming_share:
+            return incoming
+        return self.current
 
 
-@dataclass
-class Variant:
-    name: str
-    weight: float
-    image: str
-    instances: list[Instance]
-    _next: int = 0
-
-    def pick(self) -> Instance:
-        """The next instance, round robin."""
-        instance = self.instances[self._next % len(self.instances)]
-        self._next += 1
-        return instance
-
-
-@dataclass
-class Fleet:
-    """The running processes of one endpoint."""
-
-    endpoint: str
-    variants: dict[str, Variant] = field(default_factory=dict)
-
-    def stop(self) -> None:
-        for variant in self.variants.values():
-            for instance in variant.instances:
-                if instance.handle is not None and instance.handle.running:
-                    instance.handle.stop(grace_seconds=5)
-
-
-_fleets: dict[str, Fleet] = {}
-_fleets_lock = threading.Lock()
+_traffic: dict[str, Traffic] = {}
+_lock = threading.Lock()
 _recovered: set[int] = set()
 
 
+def traffic(name: str) -> Traffic | None:
+    """Where endpoint ``name``'s requests go, if it is serving."""
+    with _lock:
+        return _traffic.get(name.lower())
+
+
 def fleet(name: str) -> Fleet | None:
-    """The running fleet of endpoint ``name``, if it has one."""
-    with _fleets_lock:
-        return _fleets.get(name.lower())
+    """The serving fleet of endpoint ``name``, if it has one."""
+    routes = traffic(name)
+    return routes.current if routes is not None else None
 
 
-# -- the operations -----------------------------------------------------------------------
+# -- the operations -------------------------------------------------------------------------
 def _arn(ctx: RequestContext, name: str) -> str:
     return make_arn(RESOURCE_TYPE, name, region=ctx.region, account_id=ctx.account_id)
 
@@ -129,48 +83,53 @@ def _not_found(ctx: RequestContext, name: str) -> errors.AwsError:
     return errors.ValidationException(f'Could not find endpoint "{_arn(ctx, name)}".')
 
 
-def create_endpoint(ctx: RequestContext, params: dict) -> dict:
-    """Check the endpoint config and its models, store the endpoint ``Creating`` and deploy
-    its fleet in the background."""
+def _checked_config(platform: Platform, config_name: str) -> dict:
     from openmaker.hosting.endpoint_configs import get_endpoint_config
-    from openmaker.hosting.models import get_model
+    from openmaker.hosting.models import get_model, model_containers
 
+    config = get_endpoint_config(platform, config_name)
+    variants = [*config["ProductionVariants"], *(config.get("ShadowProductionVariants") or [])]
+    for variant in variants:
+        model = get_model(platform, variant["ModelName"])
+        containers = model_containers(model)
+        if len(containers) > 1:
+            raise errors.ValidationException(
+                f"EndpointConfigName: model {model['ModelName']!r} has {len(containers)} "
+                "containers; inference pipelines are not served by openmaker endpoints yet")
+        if containers[0].get("Mode") == "MultiModel":
+            raise errors.ValidationException(
+                f"EndpointConfigName: model {model['ModelName']!r} is a multi-model "
+                "container, which openmaker endpoints do not serve yet")
+        if variant.get("ServerlessConfig"):
+            raise errors.ValidationException(
+                f"EndpointConfigName: variant {variant['VariantName']!r} is serverless, which "
+                "openmaker endpoints do not serve yet")
+    if config.get("AsyncInferenceConfig"):
+        raise errors.ValidationException(
+            "EndpointConfigName: asynchronous inference is not served by openmaker endpoints "
+            "yet")
+    return config
+
+
+def create_endpoint(ctx: RequestContext, params: dict) -> dict:
+    """Check the endpoint config and its models, store the endpoint ``Creating`` and build
+    its fleet in the background."""
     recover_endpoints(ctx.platform)
     name = params["EndpointName"]
     store = ctx.platform.resources
     arn = _arn(ctx, name)
+    in_use = errors.ValidationException(f'Cannot create already existing endpoint "{arn}".')
     if store.exists(RESOURCE_TYPE, name):
-        raise errors.ValidationException(f'Cannot create already existing endpoint "{arn}".')
-    config = get_endpoint_config(ctx.platform, params["EndpointConfigName"])
-    for variant in config["ProductionVariants"]:
-        model = get_model(ctx.platform, variant["ModelName"])
-        _check_servable(model, variant)
-    if config.get("ShadowProductionVariants") or config.get("AsyncInferenceConfig"):
-        raise errors.ValidationException(
-            "EndpointConfigName: shadow variants and asynchronous inference are not served "
-            "by openmaker endpoints yet")
+        raise in_use
+    config = _checked_config(ctx.platform, params["EndpointConfigName"])
     now = _now()
-    record = {
-        "EndpointName": name,
-        "EndpointArn": arn,
-        "EndpointConfigName": config["EndpointConfigName"],
-        "EndpointStatus": "Creating",
-        "CreationTime": now,
-        "LastModifiedTime": now,
-    }
-    if config.get("DataCaptureConfig"):
-        capture = config["DataCaptureConfig"]
-        record["DataCaptureConfig"] = {
-            "EnableCapture": capture.get("EnableCapture", False),
-            "CaptureStatus": "Stopped", "CurrentSamplingPercentage":
-            capture.get("InitialSamplingPercentage", 0),
-            "DestinationS3Uri": capture["DestinationS3Uri"]}
+    record = {"EndpointName": name, "EndpointArn": arn,
+              "EndpointConfigName": config["EndpointConfigName"],
+              "EndpointStatus": "Creating", "CreationTime": now, "LastModifiedTime": now}
+    record.update(_capture_summary(config))
     store.create(RESOURCE_TYPE, name, record, status="Creating", tags=params.get("Tags"),
-                 arn=arn, creation_time=now,
-                 conflict_error=errors.ValidationException(
-                     f'Cannot create already existing endpoint "{arn}".'))
-    threading.Thread(target=_deploy, args=(ctx.platform, name, copy.deepcopy(config)),
-                     name=f"openmaker-endpoint-{name}", daemon=True).start()
+                 arn=arn, creation_time=now, conflict_error=in_use)
+    _start(_create, ctx.platform, name, config)
     return {"EndpointArn": arn}
 
 
@@ -188,13 +147,119 @@ def delete_endpoint(ctx: RequestContext, params: dict) -> dict:
     name = params["EndpointName"]
     if not ctx.platform.resources.exists(RESOURCE_TYPE, name):
         raise _not_found(ctx, name)
-    with _fleets_lock:
-        running = _fleets.pop(name.lower(), None)
-    if running is not None:
-        running.stop()
+    with _lock:
+        routes = _traffic.pop(name.lower(), None)
+    if routes is not None:
+        for each in (routes.current, routes.incoming):
+            if each is not None:
+                each.stop()
     ctx.platform.resources.delete(RESOURCE_TYPE, name)
-    shutil.rmtree(_endpoint_dir(ctx.platform, name), ignore_errors=True)
+    shutil.rmtree(endpoint_directory(ctx.platform, name), ignore_errors=True)
     return {}
+
+
+def update_endpoint(ctx: RequestContext, params: dict) -> dict:
+    """Deploy another endpoint config blue/green, as ``DeploymentConfig`` says."""
+    recover_endpoints(ctx.platform)
+    name = params["EndpointName"]
+    deployment = params.get("DeploymentConfig") or {}
+    if deployment.get("AutoRollbackConfiguration", {}).get("Alarms"):
+        raise errors.ValidationException(
+            "DeploymentConfig.AutoRollbackConfiguration.Alarms: CloudWatch alarms are not "
+            "implemented by openmaker yet")
+    if deployment.get("RollingUpdatePolicy"):
+        raise errors.ValidationException(
+            "DeploymentConfig.RollingUpdatePolicy: rolling updates are not implemented by "
+            "openmaker yet; use BlueGreenUpdatePolicy")
+    if params.get("RetainAllVariantProperties") or params.get("ExcludeRetainedVariantProperties"):
+        raise errors.ValidationException(
+            "RetainAllVariantProperties: retaining variant properties across an update is not "
+            "implemented by openmaker yet")
+    config = _checked_config(ctx.platform, params["EndpointConfigName"])
+    policy = deployment.get("BlueGreenUpdatePolicy") or {}
+    _check_routing(policy.get("TrafficRoutingConfiguration") or {})
+
+    def updating(record: dict) -> tuple[dict, str]:
+        status = record["EndpointStatus"]
+        if status != "InService":
+            raise errors.ValidationException(
+                f'Cannot update endpoint "{record["EndpointArn"]}" in status {status}; only '
+                "InService endpoints can be updated.")
+        record["EndpointStatus"] = "Updating"
+        record["LastModifiedTime"] = _now()
+        record.pop("FailureReason", None)
+        return record, "Updating"
+
+    try:
+        record = ctx.platform.resources.update(RESOURCE_TYPE, name, mutate=updating).record
+    except ResourceNotFoundError:
+        raise _not_found(ctx, name) from None
+    _start(_update, ctx.platform, name, config, deployment)
+    return {"EndpointArn": record["EndpointArn"]}
+
+
+def update_endpoint_weights_and_capacities(ctx: RequestContext, params: dict) -> dict:
+    """Set variants' weights now and their instance counts (instances start or stop in the
+    background; the endpoint is ``Updating`` meanwhile)."""
+    recover_endpoints(ctx.platform)
+    name = params["EndpointName"]
+    record = endpoint_record(ctx.platform, name)
+    if record is None:
+        raise _not_found(ctx, name)
+    routes = traffic(name)
+    if record["EndpointStatus"] != "InService" or routes is None:
+        raise errors.ValidationException(
+            f'Cannot update endpoint "{record["EndpointArn"]}" in status '
+            f"{record['EndpointStatus']}; only InService endpoints can be updated.")
+    desired = params["DesiredWeightsAndCapacities"]
+    for index, change in enumerate(desired, start=1):
+        if change["VariantName"] not in routes.current.variants:
+            raise errors.ValidationException(
+                f"DesiredWeightsAndCapacities.{index}.VariantName: endpoint {name} has no "
+                f"variant {change['VariantName']!r}")
+        if change.get("ServerlessUpdateConfig"):
+            raise errors.ValidationException(
+                f"DesiredWeightsAndCapacities.{index}.ServerlessUpdateConfig: serverless "
+                "variants are not served by openmaker yet")
+    for change in desired:
+        if "DesiredWeight" in change:
+            routes.current.variants[change["VariantName"]].weight = float(change["DesiredWeight"])
+    _set_status(ctx.platform, name, "Updating", ProductionVariants=_summaries(
+        routes.current, desired={c["VariantName"]: c.get("DesiredInstanceCount")
+                                 for c in desired}))
+
+    def resize() -> None:
+        try:
+            for change in desired:
+                if change.get("DesiredInstanceCount") is not None:
+                    routes.current.set_capacity(routes.current.variants[change["VariantName"]],
+                                                int(change["DesiredInstanceCount"]))
+        except Exception as exc:
+            _set_status(ctx.platform, name, "InService", FailureReason=_reason(exc),
+                        ProductionVariants=_summaries(routes.current))
+            return
+        _set_status(ctx.platform, name, "InService",
+                    ProductionVariants=_summaries(routes.current))
+
+    threading.Thread(target=resize, daemon=True).start()
+    return {"EndpointArn": record["EndpointArn"]}
+
+
+def set_variant_capacity(platform: Platform, endpoint: str, variant: str, count: int) -> None:
+    """Run ``count`` instances of the endpoint's variant (for autoscaling); waits until the
+    new ones are healthy. ValidationException for an unknown endpoint or variant."""
+    routes = traffic(endpoint)
+    if routes is None or variant not in routes.current.variants:
+        raise errors.ValidationException(
+            f"endpoint {endpoint} is not serving a variant {variant!r}")
+    if count < 1:
+        raise errors.ValidationException(f"a variant needs at least 1 instance, not {count}")
+    _set_status(platform, endpoint, "Updating")
+    try:
+        routes.current.set_capacity(routes.current.variants[variant], count)
+    finally:
+        _set_status(platform, endpoint, "InService",
+                    ProductionVariants=_summaries(routes.current))
 
 
 def endpoint_record(platform: Platform, name: str) -> dict | None:
@@ -205,72 +270,29 @@ def endpoint_record(platform: Platform, name: str) -> dict | None:
         return None
 
 
-# -- recovery -----------------------------------------------------------------------------
-def recover_endpoints(platform: Platform) -> None:
-    """Once per server process: deploy again the endpoints an earlier server was serving."""
-    with _fleets_lock:
-        if id(platform) in _recovered:
-            return
-        _recovered.add(id(platform))
-    from openmaker.hosting.endpoint_configs import get_endpoint_config
-
-    for status in ("Creating", "InService", "Updating", "SystemUpdating"):
-        token = None
-        while True:
-            page, token = platform.resources.list(
-                RESOURCE_TYPE, ListQuery(status_equals=status, next_token=token))
-            for resource in page:
-                try:
-                    config = get_endpoint_config(platform, resource.record["EndpointConfigName"])
-                except errors.AwsError as exc:
-                    _fail(platform, resource.name, f"ClientError: {exc.message}")
-                    continue
-                _set_status(platform, resource.name, "Creating")
-                threading.Thread(target=_deploy, args=(platform, resource.name, config),
-                                 daemon=True).start()
-            if not token:
-                break
-
-
-@atexit.register
-def _stop_fleets() -> None:
-    with _fleets_lock:
-        running = list(_fleets.values())
-    for each in running:
-        each.stop()
-
-
 # -- deploying ----------------------------------------------------------------------------
-def _now():
-    from datetime import UTC, datetime
-
+def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _endpoint_dir(platform: Platform, name: str) -> Path:
-    return platform.settings.work_dir / "endpoints" / name
+def _reason(exc: BaseException) -> str:
+    return (getattr(exc, "message", None) or str(exc) or type(exc).__name__)[:MAX_FAILURE_REASON]
 
 
-def _check_servable(model: dict, variant: dict) -> None:
-    containers = model.get("Containers") or [model.get("PrimaryContainer") or {}]
-    if len(containers) > 1:
-        raise errors.ValidationException(
-            f"ProductionVariants: model {model['ModelName']!r} has {len(containers)} "
-            "containers; inference pipelines are not served by openmaker endpoints yet")
-    if containers[0].get("Mode") == "MultiModel":
-        raise errors.ValidationException(
-            f"ProductionVariants: model {model['ModelName']!r} is a multi-model container, "
-            "which openmaker endpoints do not serve yet")
-    if variant.get("ServerlessConfig"):
-        raise errors.ValidationException(
-            f"ProductionVariants: variant {variant['VariantName']!r} is serverless, which "
-            "openmaker endpoints do not serve yet")
+def _start(target, *args: Any) -> None:
+    threading.Thread(target=target, args=args, name=f"openmaker-endpoint-{args[1]}",
+                     daemon=True).start()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOOPBACK, 0))
-        return probe.getsockname()[1]
+def _capture_summary(config: dict) -> dict:
+    capture = config.get("DataCaptureConfig")
+    if not capture:
+        return {}
+    enabled = capture.get("EnableCapture", True)
+    return {"DataCaptureConfig": {
+        "EnableCapture": enabled, "CaptureStatus": "Started" if enabled else "Stopped",
+        "CurrentSamplingPercentage": capture.get("InitialSamplingPercentage", 0),
+        "DestinationS3Uri": capture["DestinationS3Uri"]}}
 
 
 def _set_status(platform: Platform, name: str, status: str, **fields: Any) -> None:
@@ -286,177 +308,169 @@ def _set_status(platform: Platform, name: str, status: str, **fields: Any) -> No
         pass  # deleted meanwhile
 
 
-def _fail(platform: Platform, name: str, reason: str) -> None:
-    _set_status(platform, name, "Failed", FailureReason=reason[:MAX_FAILURE_REASON])
-
-
-def _deploy(platform: Platform, name: str, config: dict) -> None:
-    from openmaker.hosting.models import get_model
-
-    running = Fleet(name)
-    try:
-        for spec in config["ProductionVariants"]:
-            model = get_model(platform, spec["ModelName"])
-            container = model.get("PrimaryContainer") or model["Containers"][0]
-            instances = _start_variant(platform, name, spec, container)
-            running.variants[spec["VariantName"]] = Variant(
-                spec["VariantName"], float(spec.get("InitialVariantWeight", 1.0)),
-                container["Image"], instances)
-        for variant in running.variants.values():
-            for instance in variant.instances:
-                _wait_healthy(instance)
-    except Exception as exc:  # the endpoint must end Creating either way
-        running.stop()
-        message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        _fail(platform, name, message)
-        return
-    if endpoint_record(platform, name) is None:  # deleted while it was being created
-        running.stop()
-        return
-    with _fleets_lock:
-        previous = _fleets.get(name.lower())
-        _fleets[name.lower()] = running
-    if previous is not None:
-        previous.stop()
-    _set_status(platform, name, "InService", ProductionVariants=_summaries(running, config))
-
-
-def _summaries(running: Fleet, config: dict) -> list[dict]:
+def _summaries(running: Fleet, desired: dict[str, int | None] | None = None) -> list[dict]:
     summaries = []
-    for spec in config["ProductionVariants"]:
-        variant = running.variants[spec["VariantName"]]
+    for variant in running.variants.values():
         count = len(variant.instances)
+        target = (desired or {}).get(variant.name)
         summaries.append({
             "VariantName": variant.name,
             "DeployedImages": [{"SpecifiedImage": variant.image,
                                 "ResolvedImage": variant.image}],
             "CurrentWeight": variant.weight, "DesiredWeight": variant.weight,
-            "CurrentInstanceCount": count, "DesiredInstanceCount": count,
+            "CurrentInstanceCount": count,
+            "DesiredInstanceCount": count if target is None else int(target),
         })
     return summaries
 
 
-def _start_variant(platform: Platform, endpoint: str, spec: dict,
-                   container: dict) -> list[Instance]:
-    variant_dir = _endpoint_dir(platform, endpoint) / spec["VariantName"]
-    shutil.rmtree(variant_dir, ignore_errors=True)
-    variant_dir.mkdir(parents=True)
-    archive = _fetch_model(platform, container.get("ModelDataUrl"), variant_dir)
-    instances = []
-    for index in range(1, int(spec.get("InitialInstanceCount", 1)) + 1):
-        instance_id = f"i-{spec['VariantName'].lower()[:20]}-{index:04d}"
-        root = variant_dir / instance_id / "opt" / "ml"
-        model_dir = root / "model"
-        model_dir.mkdir(parents=True)
-        if archive is not None:
-            from openmaker.hosting.model_server import extract_model_archive
-
-            extract_model_archive(archive, model_dir)
-        instance = Instance(spec["VariantName"], instance_id, _free_port(), model_dir)
-        _start_instance(platform, endpoint, instance, container, root)
-        instances.append(instance)
-    return instances
+def _shadow_summaries(running: Fleet) -> list[dict]:
+    return [{"VariantName": v.name, "CurrentWeight": v.weight, "DesiredWeight": v.weight,
+             "CurrentInstanceCount": len(v.instances),
+             "DesiredInstanceCount": len(v.instances),
+             "DeployedImages": [{"SpecifiedImage": v.image, "ResolvedImage": v.image}]}
+            for v in running.shadows.values()]
 
 
-def _fetch_model(platform: Platform, url: str | None, directory: Path) -> Path | None:
-    if not url:
-        return None
-    uri = S3Uri.parse(url)
-    target = directory / "model.tar.gz"
+def _serving_fields(running: Fleet) -> dict:
+    fields: dict[str, Any] = {"ProductionVariants": _summaries(running),
+                              "EndpointConfigName": running.config_name}
+    if running.shadows:
+        fields["ShadowProductionVariants"] = _shadow_summaries(running)
+    return fields
+
+
+def _create(platform: Platform, name: str, config: dict) -> None:
     try:
-        with platform.objects.open_object(uri.bucket, uri.key) as reader, \
-                open(target, "wb") as handle:
-            for chunk in reader.iter_chunks(CHUNK_SIZE):
-                handle.write(chunk)
-    except errors.AwsError as exc:
+        running = build_fleet(platform, name, copy.deepcopy(config))
+    except Exception as exc:  # the endpoint must end Creating either way
+        _set_status(platform, name, "Failed", FailureReason=_reason(exc))
+        return
+    if endpoint_record(platform, name) is None:  # deleted while it was being created
+        running.stop()
+        return
+    with _lock:
+        previous = _traffic.get(name.lower())
+        _traffic[name.lower()] = Traffic(running)
+    if previous is not None:
+        previous.current.stop()
+    _set_status(platform, name, "InService", **_serving_fields(running))
+
+
+def _check_routing(routing: dict) -> None:
+    kind = routing.get("Type", "ALL_AT_ONCE")
+    field = "DeploymentConfig.BlueGreenUpdatePolicy.TrafficRoutingConfiguration"
+    if kind == "CANARY" and not routing.get("CanarySize"):
+        raise errors.ValidationException(f"{field}.CanarySize is required for Type CANARY")
+    if kind == "LINEAR" and not routing.get("LinearStepSize"):
         raise errors.ValidationException(
-            f"ModelDataUrl {url}: the model archive cannot be read ({exc.code})") from None
-    return target
-
-
-def _serving_environment(platform: Platform, container: dict, root: Path,
-                         instance: Instance) -> tuple[list[str], dict[str, str]]:
-    from openmaker.hosting.models import inference_image
-
-    env = {str(k): str(v) for k, v in (container.get("Environment") or {}).items()}
-    kind = inference_image(container["Image"], env)
-    env.update({"SAGEMAKER_BIND_TO_PORT": str(instance.port), "SM_MODEL_DIR":
-                str(instance.model_dir), "PYTHONUNBUFFERED": "1"})
-    if kind.server is not None:  # bring your own server: an executable on this machine
-        return [kind.server, "serve"], env
-    if kind.algorithm is not None:
-        env["OPENMAKER_ALGORITHM"] = kind.algorithm
-    else:
-        env["OPENMAKER_FRAMEWORK"] = FRAMEWORKS[str(kind.framework)]
-        submit = env.get("SAGEMAKER_SUBMIT_DIRECTORY")
-        if submit and submit.startswith("s3://"):  # the SDK's sourcedir.tar.gz
-            code_dir = root / "code"
-            code_dir.mkdir(parents=True, exist_ok=True)
-            archive = _fetch_model(platform, submit, root)
-            assert archive is not None
-            from openmaker.hosting.model_server import extract_model_archive
-
-            extract_model_archive(archive, code_dir)
-            env["SAGEMAKER_SUBMIT_DIRECTORY"] = str(code_dir)
-        elif submit and submit.startswith(CONTAINER_MODEL_DIR):
-            env["SAGEMAKER_SUBMIT_DIRECTORY"] = str(
-                instance.model_dir / os.path.relpath(submit, CONTAINER_MODEL_DIR))
-    return [sys.executable, "-m", "openmaker.hosting.model_server"], env
-
-
-def _start_instance(platform: Platform, endpoint: str, instance: Instance, container: dict,
-                    root: Path) -> None:
-    argv, env = _serving_environment(platform, container, root, instance)
-    group = LOG_GROUP_PREFIX + endpoint
-    stream = f"{instance.variant}/{instance.instance_id}"
-    pending: list[str] = []
-    lock = threading.Lock()
-
-    def on_output(_name: str, line: str) -> None:
-        instance.tail.append(line)
-        with lock:
-            pending.append(line)
-            if len(pending) < 50 and not line.startswith("openmaker-model-server"):
-                return
-            lines = pending[:]
-            pending.clear()
-        try:
-            platform.logs.append(group, stream, lines)
-        except Exception:  # logging must never take an instance down
-            log.exception("endpoint %s: writing log lines failed", endpoint)
-
-    backend = open_compute_backend(platform.settings)
-    instance.handle = backend.start(f"{endpoint}/{instance.instance_id}", [ProcessSpec(
-        name=instance.instance_id, argv=argv, cwd=root, env=env)], on_output)
-
-
-def _wait_healthy(instance: Instance) -> None:
-    deadline = time.monotonic() + HEALTH_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if not instance.running:
-            tail = "\n".join(instance.tail)
+            f"{field}.LinearStepSize is required for Type LINEAR")
+    for key in ("CanarySize", "LinearStepSize"):
+        size = routing.get(key)
+        if size and size["Type"] == "CAPACITY_PERCENT" and not 0 < size["Value"] <= 100:
             raise errors.ValidationException(
-                f"The model server of variant {instance.variant} exited before it became "
-                f"healthy. Last output:\n{tail}"[-MAX_FAILURE_REASON:])
-        if _ping(instance):
-            return
-        time.sleep(0.05)
-    raise errors.ValidationException(
-        f"The model server of variant {instance.variant} did not answer GET /ping with 200 "
-        f"within {HEALTH_TIMEOUT_SECONDS:.0f} s")
+                f"{field}.{key}.Value must be between 1 and 100 for CAPACITY_PERCENT")
 
 
-def _ping(instance: Instance) -> bool:
-    connection = http.client.HTTPConnection(LOOPBACK, instance.port,
-                                            timeout=PING_TIMEOUT_SECONDS)
+def _share(size: dict, green: Fleet) -> float:
+    """The share of requests a canary or linear step of ``size`` gives the new fleet."""
+    if size["Type"] == "CAPACITY_PERCENT":
+        return size["Value"] / 100
+    return min(1.0, size["Value"] / max(1, green.instance_count()))
+
+
+def traffic_steps(routing: dict, green: Fleet) -> list[float]:
+    """The new fleet's share of the requests at each step, ending at 1."""
+    kind = routing.get("Type", "ALL_AT_ONCE")
+    if kind == "CANARY":
+        return [min(1.0, _share(routing["CanarySize"], green)), 1.0]
+    if kind == "LINEAR":
+        step = _share(routing["LinearStepSize"], green)
+        count = max(1, math.ceil(1 / step))
+        return [min(1.0, step * n) for n in range(1, count + 1)]
+    return [1.0]
+
+
+def _update(platform: Platform, name: str, config: dict, deployment: dict) -> None:
+    policy = deployment.get("BlueGreenUpdatePolicy") or {}
+    routing = policy.get("TrafficRoutingConfiguration") or {}
+    routes = traffic(name)
+    if routes is None:
+        _set_status(platform, name, "Failed", FailureReason="the endpoint's fleet is gone")
+        return
     try:
-        connection.request("GET", "/ping")
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        connection.close()
+        green = build_fleet(platform, name, copy.deepcopy(config))
+    except Exception as exc:
+        _set_status(platform, name, "InService",
+                    FailureReason=f"Update failed, the endpoint keeps serving its previous "
+                                  f"configuration: {_reason(exc)}"[:MAX_FAILURE_REASON])
+        return
+    routes.incoming = green
+    wait = routing.get("WaitIntervalInSeconds", 0)
+    steps = traffic_steps(routing, green)
+    for index, share in enumerate(steps):
+        routes.incoming_share = share
+        if index < len(steps) - 1:
+            time.sleep(wait)
+        if endpoint_record(platform, name) is None:  # deleted meanwhile
+            green.stop()
+            return
+    blue = routes.current
+    with _lock:
+        routes.current, routes.incoming, routes.incoming_share = green, None, 0.0
+    _set_status(platform, name, "InService", LastDeploymentConfig=deployment,
+                **_serving_fields(green))
+    time.sleep(policy.get("TerminationWaitInSeconds", 0))
+    blue.stop()
+
+
+def variant_for_request(routes: Traffic, target: str | None) -> tuple[Fleet, Variant | None]:
+    """The fleet and production variant a request goes to (None: ``target`` names no
+    variant); by weight, among variants of positive weight, when no target is given."""
+    running = routes.fleet_for_request()
+    if target is not None:
+        return running, running.variants.get(target)
+    candidates = [v for v in running.variants.values() if v.weight > 0]
+    if not candidates:
+        return running, None
+    return running, random.choices(candidates, weights=[v.weight for v in candidates])[0]
+
+
+# -- recovery -----------------------------------------------------------------------------
+def recover_endpoints(platform: Platform) -> None:
+    """Once per server process: build again the endpoints an earlier server was serving."""
+    with _lock:
+        if id(platform) in _recovered:
+            return
+        _recovered.add(id(platform))
+    for status in ("Creating", "InService", "Updating", "SystemUpdating"):
+        token = None
+        while True:
+            page, token = platform.resources.list(
+                RESOURCE_TYPE, ListQuery(status_equals=status, next_token=token))
+            for resource in page:
+                try:
+                    config = _checked_config(platform, resource.record["EndpointConfigName"])
+                except errors.AwsError as exc:
+                    _set_status(platform, resource.name, "Failed",
+                                FailureReason=f"ClientError: {exc.message}")
+                    continue
+                _set_status(platform, resource.name, "Creating")
+                _start(_create, platform, resource.name, config)
+            if not token:
+                break
+
+
+@atexit.register
+def _stop_fleets() -> None:
+    with _lock:
+        routes = list(_traffic.values())
+    for each in routes:
+        for running in (each.current, each.incoming):
+            if running is not None:
+                running.stop()
 
 
 __all__ = ["create_endpoint", "delete_endpoint", "describe_endpoint", "endpoint_record",
-           "fleet", "recover_endpoints"]
+           "fleet", "recover_endpoints", "set_variant_capacity", "traffic", "update_endpoint",
+           "update_endpoint_weights_and_capacities"]

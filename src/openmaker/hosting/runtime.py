@@ -11,12 +11,21 @@ container is SageMaker's ``ModelError`` (424) carrying ``OriginalStatusCode`` an
 from __future__ import annotations
 
 import http.client
+import logging
 import random
-from dataclasses import dataclass
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from openmaker.core import errors
 from openmaker.core.platform import Platform, RequestContext
-from openmaker.hosting.endpoints import endpoint_record, fleet
+from openmaker.hosting.endpoints import endpoint_record, traffic, variant_for_request
+from openmaker.hosting.fleet import Fleet, Instance, Variant
+
+log = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 INVOCATION_TIMEOUT_SECONDS = 60.0
@@ -56,18 +65,19 @@ def invoke_endpoint(ctx: RequestContext, params: dict) -> dict:
 
 
 def route_invocation(platform: Platform, endpoint: str, body: bytes, *,
-                    content_type: str | None = None, accept: str | None = None,
-                    target_variant: str | None = None, custom_attributes: str | None = None,
-                    inference_id: str | None = None, account_id: str = "",
-                    region: str = "") -> Invocation:
+                     content_type: str | None = None, accept: str | None = None,
+                     target_variant: str | None = None, custom_attributes: str | None = None,
+                     inference_id: str | None = None, account_id: str = "",
+                     region: str = "") -> Invocation:
     """Send one request to ``endpoint``'s fleet; ``RuntimeValidationError`` for an unknown
     endpoint or variant or one not in service, ``ModelError`` for the container's errors."""
+    received = time.perf_counter()
     record = endpoint_record(platform, endpoint)
     if record is None:
         raise errors.RuntimeValidationError(
             f"Endpoint {endpoint} of account {account_id} not found.")
-    running = fleet(endpoint)
-    if record["EndpointStatus"] not in ("InService", "Updating") or running is None:
+    routes = traffic(endpoint)
+    if record["EndpointStatus"] not in ("InService", "Updating") or routes is None:
         raise errors.RuntimeValidationError(
             f"Endpoint {endpoint} of account {account_id} is not in service (status "
             f"{record['EndpointStatus']}); invoke it once it is InService.")
@@ -76,26 +86,28 @@ def route_invocation(platform: Platform, endpoint: str, body: bytes, *,
             f"Body: the request payload is {len(body)} bytes, more than the "
             f"{MAX_PAYLOAD_BYTES} bytes (6 MB) InvokeEndpoint accepts; use asynchronous "
             "inference or batch transform for larger payloads.")
-    if target_variant is not None:
-        variant = running.variants.get(target_variant)
-        if variant is None:
+    running, variant = variant_for_request(routes, target_variant)
+    if variant is None:
+        if target_variant is not None:
             raise errors.RuntimeValidationError(
                 f"TargetVariant: endpoint {endpoint} has no variant {target_variant!r} "
                 f"(it has {', '.join(sorted(running.variants))}).")
-    else:
-        candidates = [v for v in running.variants.values() if v.weight > 0]
-        if not candidates:
-            raise errors.RuntimeValidationError(
-                f"Endpoint {endpoint}: every production variant has weight 0; give one a "
-                "weight or name it in TargetVariant.")
-        variant = random.choices(candidates, weights=[v.weight for v in candidates])[0]
+        raise errors.RuntimeValidationError(
+            f"Endpoint {endpoint}: every production variant has weight 0; give one a "
+            "weight or name it in TargetVariant.")
     headers = {"Content-Type": content_type or "application/octet-stream",
                "Accept": accept or "*/*"}
     if custom_attributes is not None:
         headers["X-Amzn-SageMaker-Custom-Attributes"] = custom_attributes
     if inference_id is not None:
         headers["X-Amzn-SageMaker-Inference-Id"] = inference_id
-    status, answer, answer_type, answer_attributes = _post(variant.pick(), body, headers)
+    status, answer, answer_type, answer_attributes, model_seconds = _send(variant, body, headers)
+    overhead_us = max(0.0, (time.perf_counter() - received - model_seconds) * 1e6)
+    observed = _Observed(platform, endpoint, running, variant.name, body, content_type,
+                         inference_id)
+    observed.record(status, answer, answer_type, model_seconds * 1e6, overhead_us)
+    if running.shadows:
+        _mirror(observed, running, headers)
     if status >= 400:
         text = answer.decode("utf-8", errors="replace")[:2048]
         kind = "client" if status < 500 else "server"
@@ -109,12 +121,120 @@ def route_invocation(platform: Platform, endpoint: str, body: bytes, *,
                       answer_attributes)
 
 
-def _post(instance, body: bytes, headers: dict[str, str]
-          ) -> tuple[int, bytes, str | None, str | None]:
-    """POST to the instance, on a kept-alive connection; one fresh retry when a kept
-    connection turns out closed (the request never reached the model)."""
+@dataclass
+class _Observed:
+    """One request, for data capture and the endpoint's metrics (neither may fail it)."""
+
+    platform: Platform
+    endpoint: str
+    fleet: Fleet
+    variant: str
+    body: bytes
+    content_type: str | None
+    inference_id: str | None
+    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    when: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def record(self, status: int, answer: bytes | None, answer_type: str | None,
+               model_us: float, overhead_us: float, variant: str | None = None) -> None:
+        variant = variant or self.variant
+        try:
+            from openmaker.hosting.metrics import record_invocation
+
+            record_invocation(self.platform, self.endpoint, variant, status=status,
+                              model_latency_us=model_us, overhead_latency_us=overhead_us,
+                              instance_count=max(1, self.fleet.instance_count()),
+                              when=self.when)
+        except Exception:  # metrics must never fail a request
+            log.debug("endpoint %s: recording metrics failed", self.endpoint, exc_info=True)
+        config = self.fleet.capture
+        if not config or not config.get("EnableCapture", True):
+            return
+        try:
+            from openmaker.hosting.capture import capture_invocation
+
+            capture_invocation(self.platform, self.endpoint, config, variant,
+                               request_body=self.body,
+                               request_content_type=self.content_type,
+                               response_body=answer, response_content_type=answer_type,
+                               inference_id=self.inference_id, event_id=self.event_id,
+                               when=self.when)
+        except Exception:  # capture must never fail a request
+            log.debug("endpoint %s: data capture failed", self.endpoint, exc_info=True)
+
+
+def _mirror(observed: _Observed, running: Fleet, headers: dict[str, str]) -> None:
+    """Send a sample of the request to each shadow variant, in the background; their
+    answers are recorded, never returned. The sample is the shadow's weight over the
+    production variants' total weight (UNVERIFIED: SageMaker documents the shadow weight as
+    the share of traffic it receives)."""
+    production = sum(v.weight for v in running.variants.values()) or 1.0
+    for shadow in running.shadows.values():
+        if random.random() >= min(1.0, shadow.weight / production):
+            continue
+
+        def send(shadow: Variant = shadow) -> None:
+            started = time.perf_counter()
+            try:
+                status, answer, answer_type, _, model_seconds = _send(
+                    shadow, observed.body, headers)
+            except errors.AwsError:
+                status, answer, answer_type, model_seconds = 0, None, None, 0.0
+            overhead = max(0.0, (time.perf_counter() - started - model_seconds) * 1e6)
+            observed.record(status, answer, answer_type, model_seconds * 1e6, overhead,
+                            variant=shadow.name)
+
+        _shadow_pool().submit(send)
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _shadow_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(8, thread_name_prefix="openmaker-shadow")
+        return _pool
+
+
+def _send(variant: Variant, body: bytes, headers: dict[str, str]
+          ) -> tuple[int, bytes, str | None, str | None, float]:
+    """POST to the variant's next running instance (waiting for one of its request slots);
+    when the request never reached the model -- a closed connection, an instance that just
+    died -- once more on another instance. Returns the answer and the seconds it took."""
+    deadline = time.monotonic() + INVOCATION_TIMEOUT_SECONDS
+    last_error: Exception | None = None
+    for _ in range(3):
+        instance = variant.pick()
+        if instance is None:
+            break
+        if not instance.slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise errors.ModelError(
+                f"Variant {variant.name}: no instance could take the request within "
+                f"{INVOCATION_TIMEOUT_SECONDS:.0f} s", OriginalStatusCode=429,
+                OriginalMessage="too many requests")
+        try:
+            return _post(instance, body, headers)
+        except _NotDelivered as exc:
+            last_error = exc
+        finally:
+            instance.slots.release()
+    raise errors.ServiceUnavailable(
+        f"Variant {variant.name} has no instance able to take the request now"
+        + (f": {last_error}" if last_error else ""))
+
+
+class _NotDelivered(Exception):
+    """The request did not reach the model (the connection was refused or closed)."""
+
+
+def _post(instance: Instance, body: bytes, headers: dict[str, str]
+          ) -> tuple[int, bytes, str | None, str | None, float]:
     for attempt in (0, 1):
         connection = instance.connection()
+        started = time.perf_counter()
         try:
             connection.request("POST", "/invocations", body=body, headers=headers)
             response = connection.getresponse()
@@ -122,18 +242,17 @@ def _post(instance, body: bytes, headers: dict[str, str]
         except (ConnectionError, http.client.RemoteDisconnected,
                 http.client.CannotSendRequest) as exc:
             connection.close()
-            if attempt == 0:
+            if attempt == 0:  # a kept connection the server had closed: try a fresh one
                 continue
-            raise errors.ModelError(
-                f"The model server of variant {instance.variant} closed the connection: "
-                f"{exc}", OriginalStatusCode=502, OriginalMessage=str(exc)) from None
+            raise _NotDelivered(str(exc)) from None
         except TimeoutError:
             connection.close()
             raise errors.ModelError(
                 f"The model server of variant {instance.variant} did not answer within "
                 f"{INVOCATION_TIMEOUT_SECONDS:.0f} s", OriginalStatusCode=408,
                 OriginalMessage="timed out") from None
+        seconds = time.perf_counter() - started
         instance.release(connection)
         return (response.status, answer, response.getheader("Content-Type"),
-                response.getheader("X-Amzn-SageMaker-Custom-Attributes"))
+                response.getheader("X-Amzn-SageMaker-Custom-Attributes"), seconds)
     raise AssertionError("unreachable")

@@ -1,0 +1,368 @@
+"""The processes behind an endpoint: a fleet of variants, each a set of model-server
+instances on loopback ports, kept healthy.
+
+A fleet is built from an endpoint config: each production (and shadow) variant's model
+archive is fetched once and extracted into every instance's own ``opt/ml/model`` under
+``<home>/work/endpoints/<endpoint>/<generation>/<variant>/<instance-id>/``, and each
+instance is a model-server process (:mod:`openmaker.hosting.model_server`, or a
+bring-your-own server) that must answer ``GET /ping`` with 200 within
+``HEALTH_TIMEOUT_SECONDS``. A monitor thread replaces instances whose process died; the
+router only uses instances that are up. Instance output goes to CloudWatch Logs,
+``/aws/sagemaker/Endpoints/<endpoint>``, stream ``<variant>/<instance-id>``.
+"""
+
+from __future__ import annotations
+
+import collections
+import http.client
+import itertools
+import logging
+import os
+import queue
+import shutil
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from openmaker.compute import JobHandle, ProcessSpec, open_compute_backend
+from openmaker.core import errors
+from openmaker.core.platform import Platform
+from openmaker.storage.uri import S3Uri
+
+log = logging.getLogger(__name__)
+
+LOG_GROUP_PREFIX = "/aws/sagemaker/Endpoints/"
+LOOPBACK = "127.0.0.1"
+HEALTH_TIMEOUT_SECONDS = 120.0
+PING_TIMEOUT_SECONDS = 2.0
+MONITOR_SECONDS = 1.0  # how often instances are checked and their output logged
+LOG_BATCH_LINES = 50
+TAIL_LINES = 30
+MAX_FAILURE_REASON = 1024
+CHUNK_SIZE = 1024 * 1024
+# Requests one instance works on at once; more wait in line (SageMaker queues them too).
+MAX_CONCURRENT_REQUESTS = 64
+FRAMEWORKS = {"sagemaker-scikit-learn": "sklearn", "sagemaker-xgboost": "xgboost",
+              "pytorch-inference": "pytorch", "pytorch-training": "pytorch"}
+CONTAINER_MODEL_DIR = "/opt/ml/model"
+_generations = itertools.count(1)
+
+
+@dataclass(eq=False)
+class Instance:
+    """One model-server process of a variant, and a pool of open connections to it."""
+
+    variant: str
+    instance_id: str
+    port: int
+    root: Path
+    handle: JobHandle | None = None
+    tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=TAIL_LINES))
+    slots: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(MAX_CONCURRENT_REQUESTS))
+    _idle: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    _pending: list[str] = field(default_factory=list)  # output lines not yet in the log
+    _pending_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "model"
+
+    def connection(self) -> http.client.HTTPConnection:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            return http.client.HTTPConnection(LOOPBACK, self.port, timeout=60)
+
+    def release(self, connection: http.client.HTTPConnection) -> None:
+        self._idle.put(connection)
+
+    @property
+    def running(self) -> bool:
+        return self.handle is not None and self.handle.running
+
+    def stop(self) -> None:
+        if self.handle is not None and self.handle.running:
+            self.handle.stop(grace_seconds=5)
+
+    def output(self, line: str) -> bool:
+        """Keep an output line for the log; whether enough are waiting to write them."""
+        self.tail.append(line)
+        with self._pending_lock:
+            self._pending.append(line)
+            return len(self._pending) >= LOG_BATCH_LINES
+
+    def take_output(self) -> list[str]:
+        with self._pending_lock:
+            lines, self._pending = self._pending, []
+        return lines
+
+
+@dataclass(eq=False)
+class Variant:
+    """A production or shadow variant: its weight, image and instances."""
+
+    name: str
+    weight: float
+    container: dict
+    directory: Path
+    archive: Path | None
+    instances: list[Instance] = field(default_factory=list)
+    shadow: bool = False
+    _next: itertools.count = field(default_factory=itertools.count)
+    _numbers: itertools.count = field(default_factory=lambda: itertools.count(1))
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def image(self) -> str:
+        return self.container["Image"]
+
+    def pick(self) -> Instance | None:
+        """The next running instance, round robin; None when none is up."""
+        instances = self.instances
+        for _ in range(len(instances)):
+            instance = instances[next(self._next) % len(instances)]
+            if instance.running:
+                return instance
+        return None
+
+
+@dataclass(eq=False)
+class Fleet:
+    """The variants of one endpoint config, running."""
+
+    platform: Platform
+    endpoint: str
+    config_name: str
+    directory: Path
+    variants: dict[str, Variant] = field(default_factory=dict)
+    shadows: dict[str, Variant] = field(default_factory=dict)
+    capture: dict | None = None  # the config's DataCaptureConfig
+    _stopped: threading.Event = field(default_factory=threading.Event)
+
+    def all_variants(self) -> list[Variant]:
+        return [*self.variants.values(), *self.shadows.values()]
+
+    def instance_count(self) -> int:
+        return sum(len(v.instances) for v in self.variants.values())
+
+    def start_monitor(self) -> None:
+        threading.Thread(target=self._monitor, name=f"openmaker-fleet-{self.endpoint}",
+                         daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop every instance and remove the fleet's files."""
+        self._stopped.set()
+        for variant in self.all_variants():
+            for instance in variant.instances:
+                instance.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    # -- capacity -------------------------------------------------------------------------
+    def add_instance(self, variant: Variant) -> Instance:
+        """Start one more instance of ``variant``; it joins the rotation once healthy."""
+        instance = _start_instance(self.platform, self.endpoint, variant)
+        _wait_healthy(instance)
+        with variant.lock:
+            variant.instances = [*variant.instances, instance]
+        return instance
+
+    def remove_instance(self, variant: Variant) -> None:
+        """Take the newest instance out of the rotation, then stop it."""
+        with variant.lock:
+            if not variant.instances:
+                return
+            instance = variant.instances[-1]
+            variant.instances = variant.instances[:-1]
+        instance.stop()
+        shutil.rmtree(instance.root.parent.parent, ignore_errors=True)
+
+    def set_capacity(self, variant: Variant, count: int) -> None:
+        while len(variant.instances) < count:
+            self.add_instance(variant)
+        while len(variant.instances) > count:
+            self.remove_instance(variant)
+
+    # -- health -----------------------------------------------------------------------------
+    def _monitor(self) -> None:
+        while not self._stopped.wait(MONITOR_SECONDS):
+            for variant in self.all_variants():
+                for instance in list(variant.instances):
+                    write_log(self.platform, self.endpoint, instance)
+                    if self._stopped.is_set() or instance.running:
+                        continue
+                    self._replace(variant, instance)
+
+    def _replace(self, variant: Variant, dead: Instance) -> None:
+        log.warning("endpoint %s: instance %s of variant %s stopped; starting a new one",
+                    self.endpoint, dead.instance_id, variant.name)
+        try:
+            fresh = _start_instance(self.platform, self.endpoint, variant)
+            _wait_healthy(fresh)
+        except Exception:  # keep trying on the next round
+            log.exception("endpoint %s: replacing instance %s failed", self.endpoint,
+                          dead.instance_id)
+            return
+        with variant.lock:
+            variant.instances = [fresh if i is dead else i for i in variant.instances]
+        shutil.rmtree(dead.root.parent.parent, ignore_errors=True)
+
+
+def endpoint_directory(platform: Platform, endpoint: str) -> Path:
+    return platform.settings.work_dir / "endpoints" / endpoint
+
+
+def build_fleet(platform: Platform, endpoint: str, config: dict) -> Fleet:
+    """Start every variant of ``config`` and wait until each instance is healthy; on any
+    failure, stop what started and raise with the reason."""
+    from openmaker.hosting.models import get_model, model_containers
+
+    directory = endpoint_directory(platform, endpoint) / \
+        f"{config['EndpointConfigName']}-{os.getpid()}-{next(_generations)}"
+    running = Fleet(platform, endpoint, config["EndpointConfigName"], directory,
+                    capture=config.get("DataCaptureConfig"))
+    try:
+        specs = [(spec, False) for spec in config["ProductionVariants"]] + \
+            [(spec, True) for spec in config.get("ShadowProductionVariants") or []]
+        for spec, shadow in specs:
+            model = get_model(platform, spec["ModelName"])
+            [container] = model_containers(model)
+            variant_dir = directory / spec["VariantName"]
+            variant_dir.mkdir(parents=True)
+            variant = Variant(spec["VariantName"], float(spec.get("InitialVariantWeight", 1.0)),
+                              container, variant_dir,
+                              _fetch(platform, container.get("ModelDataUrl"), variant_dir),
+                              shadow=shadow)
+            (running.shadows if shadow else running.variants)[variant.name] = variant
+            variant.instances = [_start_instance(platform, endpoint, variant)
+                                 for _ in range(int(spec.get("InitialInstanceCount", 1)))]
+        for variant in running.all_variants():
+            for instance in variant.instances:
+                _wait_healthy(instance)
+    except BaseException:
+        running.stop()
+        raise
+    running.start_monitor()
+    return running
+
+
+def _fetch(platform: Platform, url: str | None, directory: Path) -> Path | None:
+    if not url:
+        return None
+    uri = S3Uri.parse(url)
+    target = directory / "model.tar.gz"
+    try:
+        with platform.objects.open_object(uri.bucket, uri.key) as reader, \
+                open(target, "wb") as handle:
+            for chunk in reader.iter_chunks(CHUNK_SIZE):
+                handle.write(chunk)
+    except errors.AwsError as exc:
+        raise errors.ValidationException(
+            f"ModelDataUrl {url}: the model archive cannot be read ({exc.code})") from None
+    return target
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOOPBACK, 0))
+        return probe.getsockname()[1]
+
+
+def _serving_command(platform: Platform, variant: Variant,
+                     instance: Instance) -> tuple[list[str], dict[str, str]]:
+    from openmaker.hosting.model_server import extract_model_archive
+    from openmaker.hosting.models import inference_image
+
+    container = variant.container
+    env = {str(k): str(v) for k, v in (container.get("Environment") or {}).items()}
+    kind = inference_image(container["Image"], env)
+    env.update({"SAGEMAKER_BIND_TO_PORT": str(instance.port), "SM_MODEL_DIR":
+                str(instance.model_dir), "PYTHONUNBUFFERED": "1"})
+    if kind.server is not None:  # bring your own server: an executable on this machine
+        return [kind.server, "serve"], env
+    if kind.algorithm is not None:
+        env["OPENMAKER_ALGORITHM"] = kind.algorithm
+    else:
+        env["OPENMAKER_FRAMEWORK"] = FRAMEWORKS[str(kind.framework)]
+        submit = env.get("SAGEMAKER_SUBMIT_DIRECTORY")
+        if submit and submit.startswith("s3://"):  # the SDK's sourcedir.tar.gz
+            code_dir = instance.root / "code"
+            code_dir.mkdir(parents=True, exist_ok=True)
+            archive = _fetch(platform, submit, instance.root)
+            assert archive is not None
+            extract_model_archive(archive, code_dir)
+            env["SAGEMAKER_SUBMIT_DIRECTORY"] = str(code_dir)
+        elif submit and submit.startswith(CONTAINER_MODEL_DIR):
+            env["SAGEMAKER_SUBMIT_DIRECTORY"] = str(
+                instance.model_dir / os.path.relpath(submit, CONTAINER_MODEL_DIR))
+    return [sys.executable, "-m", "openmaker.hosting.model_server"], env
+
+
+def _start_instance(platform: Platform, endpoint: str, variant: Variant) -> Instance:
+    from openmaker.hosting.model_server import extract_model_archive
+
+    number = next(variant._numbers)
+    instance_id = f"i-{variant.name.lower()[:20]}-{number:04d}"
+    root = variant.directory / instance_id / "opt" / "ml"
+    (root / "model").mkdir(parents=True)
+    instance = Instance(variant.name, instance_id, _free_port(), root)
+    if variant.archive is not None:
+        extract_model_archive(variant.archive, instance.model_dir)
+    argv, env = _serving_command(platform, variant, instance)
+
+    def on_output(_name: str, line: str) -> None:
+        if instance.output(line) or line.startswith("openmaker-model-server"):
+            write_log(platform, endpoint, instance)
+
+    def on_exit(_name: str, _code: int) -> None:
+        write_log(platform, endpoint, instance)
+
+    backend = open_compute_backend(platform.settings)
+    instance.handle = backend.start(f"{endpoint}/{instance_id}", [ProcessSpec(
+        name=instance_id, argv=argv, cwd=root, env=env)], on_output, on_exit=on_exit)
+    return instance
+
+
+def write_log(platform: Platform, endpoint: str, instance: Instance) -> None:
+    """Write the instance's waiting output lines to its CloudWatch log stream."""
+    lines = instance.take_output()
+    if not lines:
+        return
+    try:
+        platform.logs.append(LOG_GROUP_PREFIX + endpoint,
+                             f"{instance.variant}/{instance.instance_id}", lines)
+    except Exception:  # logging must never take an instance down
+        log.exception("endpoint %s: writing log lines failed", endpoint)
+
+
+def _wait_healthy(instance: Instance) -> None:
+    deadline = time.monotonic() + HEALTH_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if not instance.running:
+            tail = "\n".join(instance.tail)
+            raise errors.ValidationException(
+                f"The model server of variant {instance.variant} exited before it became "
+                f"healthy. Last output:\n{tail}"[-MAX_FAILURE_REASON:])
+        if ping(instance):
+            return
+        time.sleep(0.05)
+    instance.stop()
+    raise errors.ValidationException(
+        f"The model server of variant {instance.variant} did not answer GET /ping with 200 "
+        f"within {HEALTH_TIMEOUT_SECONDS:.0f} s")
+
+
+def ping(instance: Instance) -> bool:
+    """Whether the instance answers ``GET /ping`` with 200 now."""
+    connection = http.client.HTTPConnection(LOOPBACK, instance.port,
+                                            timeout=PING_TIMEOUT_SECONDS)
+    try:
+        connection.request("GET", "/ping")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
