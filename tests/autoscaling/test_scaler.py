@@ -70,7 +70,7 @@ def clock():
 
 @pytest.fixture
 def scaler(store, fake, clock):
-    return Scaler(None, store=store, invocations=fake.invocations,  # type: ignore[arg-type]
+    return Scaler(None, store=store, invocations=fake.invocations,
                   set_capacity=fake.set_capacity, capacity=fake.capacity, clock=clock,
                   evaluation_seconds=INTERVAL)
 
@@ -123,7 +123,7 @@ def test_no_change_while_the_metric_is_on_target(store, scaler, fake):
 def test_the_metric_is_per_minute_whatever_the_interval(store, fake, clock):
     target(store)
     policy(store, target_value=100.0)
-    quick = Scaler(None, store=store, invocations=fake.invocations,  # type: ignore[arg-type]
+    quick = Scaler(None, store=store, invocations=fake.invocations,
                    set_capacity=fake.set_capacity, capacity=fake.capacity, clock=clock,
                    evaluation_seconds=6.0)
     fake.instances, fake.traffic = 1, 30  # 30 in 6 s = 300 a minute
@@ -306,7 +306,7 @@ def test_the_loop_evaluates_every_interval(store, fake):
     import time
 
     target(store, low=2)
-    looping = Scaler(None, store=store, invocations=fake.invocations,  # type: ignore[arg-type]
+    looping = Scaler(None, store=store, invocations=fake.invocations,
                      set_capacity=fake.set_capacity, capacity=fake.capacity,
                      evaluation_seconds=0.05)
     looping.start()

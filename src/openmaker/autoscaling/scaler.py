@@ -105,18 +105,23 @@ class Scaler:
     """Evaluates every scalable target of ``store`` each ``evaluation_seconds``.
 
     ``invocations``, ``set_capacity`` and ``capacity`` reach the endpoints (defaults: the
-    hosting area's metrics and endpoint functions); ``clock`` returns epoch seconds.
+    hosting area's metrics and endpoint functions of ``platform``; ``since`` and ``until``
+    are epoch seconds); ``clock`` returns epoch seconds. ``platform`` may be None when
+    ``store`` and all three callables are given.
     """
 
-    def __init__(self, platform: Platform, *, store: AutoscalingStore | None = None,
+    def __init__(self, platform: Platform | None, *, store: AutoscalingStore | None = None,
                  invocations: Invocations | None = None,
                  set_capacity: SetCapacity | None = None, capacity: Capacity | None = None,
                  clock: Callable[[], float] = time.time,
                  evaluation_seconds: float = DEFAULT_INTERVAL_SECONDS) -> None:
-        self.store = store or autoscaling_store(platform)
-        self.invocations = invocations or _default_invocations(platform)
-        self.set_capacity = set_capacity or _default_set_capacity(platform)
-        self.capacity = capacity or _default_capacity(platform)
+        if platform is None and None in (store, invocations, set_capacity, capacity):
+            raise ValueError("a Scaler without a platform needs store, invocations, "
+                             "set_capacity and capacity")
+        self.store = store or autoscaling_store(platform)  # type: ignore[arg-type]
+        self.invocations = invocations or _default_invocations(platform)  # type: ignore[arg-type]
+        self.set_capacity = set_capacity or _default_set_capacity(platform)  # type: ignore[arg-type]
+        self.capacity = capacity or _default_capacity(platform)  # type: ignore[arg-type]
         self.clock = clock
         self.evaluation_seconds = evaluation_seconds
         self._stop = threading.Event()
