@@ -8,6 +8,7 @@ import json
 import tarfile
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -243,3 +244,60 @@ def test_runtime_requests_are_checked_against_the_model(hosting):
     error = raised.value.response["Error"]
     assert error["Code"] == "ValidationError"
     assert "endpointName" in error["Message"] and "targetVariant" in error["Message"]
+
+
+def test_data_capture_and_invocation_metrics(hosting):
+    server, _, features = hosting
+    sagemaker = server.client("sagemaker")
+    name = f"ep-{uuid.uuid4().hex[:10]}"
+    sagemaker.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[{"VariantName": "primary", "ModelName": "xgb",
+                             "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}],
+        DataCaptureConfig={"EnableCapture": True, "InitialSamplingPercentage": 100,
+                           "DestinationS3Uri": f"s3://{BUCKET}/capture",
+                           "CaptureOptions": [{"CaptureMode": "Input"},
+                                              {"CaptureMode": "Output"}],
+                           "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"]}})
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    endpoint = wait_for(server, name, ("InService", "Failed"))
+    assert endpoint["DataCaptureConfig"]["CaptureStatus"] == "Started"
+    runtime = server.client("sagemaker-runtime")
+    for index in range(3):
+        runtime.invoke_endpoint(EndpointName=name, ContentType="text/csv",
+                                InferenceId=f"request-{index}", Body=csv_rows(features[:1]))
+    with pytest.raises(ClientError):
+        runtime.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=b"1,2\n")
+    s3 = server.client("s3")
+    deadline = time.monotonic() + 20
+    records: list[dict] = []
+    while len(records) < 4:
+        assert time.monotonic() < deadline, records
+        time.sleep(0.5)
+        listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"capture/{name}/primary/")
+        records = [json.loads(line) for item in listed.get("Contents", [])
+                   for line in s3.get_object(Bucket=BUCKET, Key=item["Key"])["Body"]
+                   .read().decode().splitlines()]
+    first = next(r for r in records if r["eventMetadata"].get("inferenceId") == "request-0")
+    assert first["captureData"]["endpointInput"] == {
+        "observedContentType": "text/csv", "mode": "INPUT",
+        "data": csv_rows(features[:1]).decode(), "encoding": "CSV"}
+    assert first["captureData"]["endpointOutput"]["mode"] == "OUTPUT"
+    assert first["eventVersion"] == "0"
+
+    cloudwatch = server.client("cloudwatch")
+    dimensions = [{"Name": "EndpointName", "Value": name},
+                  {"Name": "VariantName", "Value": "primary"}]
+    now = datetime.now(UTC)
+    deadline = time.monotonic() + 20
+    while True:
+        stats = {metric: cloudwatch.get_metric_statistics(
+            Namespace="AWS/SageMaker", MetricName=metric, Dimensions=dimensions,
+            StartTime=now - timedelta(minutes=5), EndTime=now + timedelta(minutes=5),
+            Period=600, Statistics=["Sum"])["Datapoints"]
+            for metric in ("Invocations", "Invocation4XXErrors")}
+        if stats["Invocations"] and stats["Invocations"][0]["Sum"] == 4:
+            break
+        assert time.monotonic() < deadline, stats
+        time.sleep(0.5)
+    assert stats["Invocation4XXErrors"][0]["Sum"] == 1
