@@ -235,6 +235,14 @@ def endpoint_points(platform: Platform, endpoint: str, variant: str, metric_name
             endpoint_metric_store(platform).rows(endpoint, variant, start_ms, end_ms)]
 
 
+def invocation_count(platform: Platform, endpoint: str, variant: str, since: float,
+                     until: float) -> int:
+    """Requests the variant got between ``since`` and ``until`` (epoch seconds): what the
+    autoscaler's target tracking on ``SageMakerVariantInvocationsPerInstance`` reads."""
+    return len(endpoint_metric_store(platform).rows(endpoint, variant, int(since * 1000),
+                                                    int(until * 1000)))
+
+
 def endpoint_metric_summary(platform: Platform, endpoint: str, *, minutes: int = 60,
                             ) -> dict[str, dict[str, Any]]:
     """Per variant, over the last ``minutes``: ``Invocations``, ``Invocation4XXErrors``,
