@@ -31,6 +31,21 @@ Start-up: it prints ``openmaker-model-server listening on 127.0.0.1:<port>`` onc
 ``/ping`` answers 200. When the model fails to load it logs the traceback, prints
 ``openmaker-model-server failed: <reason>`` as its last line on stderr and exits 1.
 
+Multi-model mode: with ``OPENMAKER_MULTI_MODEL_PREFIX=s3://bucket/prefix/`` (a container
+with ``Mode: MultiModel``) the server starts with no model and serves many; see
+:class:`MultiModelCache`. Each ``POST /invocations`` names its model in
+``X-Amzn-SageMaker-Target-Model`` (a key relative to the prefix); the first request for
+it fetches ``<prefix><target>`` with boto3 (``AWS_ENDPOINT_URL_S3`` or
+``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+``AWS_SESSION_TOKEN``, ``AWS_DEFAULT_REGION``/``AWS_REGION``), extracts it into
+``<SM_MODEL_DIR>/<sanitised target>/`` and loads it as a single model loads, and answers
+with ``X-Openmaker-Model-Load-Seconds``. ``OPENMAKER_MULTI_MODEL_MEMORY_MB`` (default a
+quarter of physical memory) bounds the loaded models, least recently used evicted first.
+Answers: 400 without the header, 404 ``model <target> not found under <prefix>``, 500
+``model <target> failed to load: <reason>`` (not kept; the next request tries again);
+``GET /models`` lists ``{"models": [{"modelName", "sizeBytes", "lastUsed"}]}``, least
+recently used first.
+
 Small requests are predicted on the event loop (a thread hop costs more than a one-row
 XGBoost prediction); bodies over ``OPENMAKER_INLINE_MAX_BYTES`` (default 64 KiB) go to a
 small thread pool so ``/ping`` keeps answering (measured on a trivial handler: 99 µs p50
@@ -41,17 +56,24 @@ workers the parent forwards it and exits 0, and exits non-zero when a worker die
 from __future__ import annotations
 
 import asyncio
+import copy
+import hashlib
 import importlib.util
 import inspect
 import io
 import json
 import logging
 import os
+import re
+import shutil
 import signal
 import socket
 import sys
 import threading
+import time
 import traceback
+import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -126,12 +148,33 @@ class Settings:
         self.algorithm = environ.get("OPENMAKER_ALGORITHM") or ""
         self.framework = (environ.get("OPENMAKER_FRAMEWORK") or "").lower()
         self.default_accept = environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or ""
+        self.multi_model_prefix = environ.get("OPENMAKER_MULTI_MODEL_PREFIX") or ""
+        if self.multi_model_prefix:
+            if not re.fullmatch(r"s3://[^/]+(/.*)?", self.multi_model_prefix):
+                raise ValueError(f"OPENMAKER_MULTI_MODEL_PREFIX={self.multi_model_prefix!r} is "
+                                 "not an S3 prefix; use s3://bucket/prefix/")
+            if not self.multi_model_prefix.endswith("/"):
+                self.multi_model_prefix += "/"
+        memory = environ.get("OPENMAKER_MULTI_MODEL_MEMORY_MB") or ""
+        try:
+            self.multi_model_memory = (int(float(memory) * 1024 * 1024) if memory
+                                       else _physical_memory() // 4)
+        except ValueError:
+            raise ValueError(f"OPENMAKER_MULTI_MODEL_MEMORY_MB={memory!r} is not a number of "
+                             "megabytes") from None
         self.execution_parameters = json.dumps({
             "MaxConcurrentTransforms": int(environ.get("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS")
                                            or os.cpu_count() or 1),
             "BatchStrategy": environ.get("SAGEMAKER_BATCH_STRATEGY") or "MULTI_RECORD",
             "MaxPayloadInMB": max(1, self.max_payload // (1024 * 1024)),
         }).encode()
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 4 * 1024 ** 3
 
 
 # -- handlers: what answers /invocations ------------------------------------------------------
@@ -408,12 +451,206 @@ def load_user_code(settings: Settings) -> UserCodeHandler:
 
 
 def load_handler(settings: Settings) -> BuiltInHandler | UserCodeHandler:
-    """What answers /invocations, as the environment selects it."""
+    """What answers /invocations, as the environment selects it (in multi-model mode,
+    what answers for one target model)."""
     if not settings.model_dir.is_dir():
         raise FileNotFoundError(f"SM_MODEL_DIR={settings.model_dir} is not a directory")
     if settings.algorithm:
         return load_built_in(settings.algorithm, settings.model_dir)
     return load_user_code(settings)
+
+
+# -- multi-model mode -----------------------------------------------------------------------
+TARGET_HEADER = b"x-amzn-sagemaker-target-model"
+LOAD_SECONDS_HEADER = b"x-openmaker-model-load-seconds"
+
+
+class ModelUnavailable(Exception):
+    """A target model that cannot be served: its status and message become the answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class LoadedModel:
+    """One model a multi-model instance holds."""
+
+    __slots__ = ("name", "directory", "handler", "size_bytes", "last_used", "in_flight")
+
+    def __init__(self, name: str, directory: Path, handler: BuiltInHandler | UserCodeHandler,
+                 size_bytes: int) -> None:
+        self.name = name
+        self.directory = directory
+        self.handler = handler
+        self.size_bytes = size_bytes
+        self.last_used = time.time()
+        self.in_flight = 0
+
+
+def model_directory_name(target: str) -> str:
+    """The folder a target model is extracted into: the target with anything but
+    letters, digits, ``.``, ``_`` and ``-`` replaced (and a short hash of the target then
+    appended, so distinct targets never share a folder)."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", target)
+    if name.startswith("."):
+        name = "_" + name[1:]  # dot-names are the cache's own temporary files
+    if name != target or len(name) > 200:
+        name = name[:200] + "-" + hashlib.sha256(target.encode()).hexdigest()[:12]
+    return name
+
+
+def _directory_bytes(directory: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(directory):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _s3_client(environ: Mapping[str, str]) -> Any:
+    """A boto3 S3 client from the container's environment (the platform points it at
+    the openmaker server)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(
+        "s3", endpoint_url=environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL"),
+        region_name=environ.get("AWS_DEFAULT_REGION") or environ.get("AWS_REGION") or "us-east-1",
+        aws_access_key_id=environ.get("AWS_ACCESS_KEY_ID") or None,
+        aws_secret_access_key=environ.get("AWS_SECRET_ACCESS_KEY") or None,
+        aws_session_token=environ.get("AWS_SESSION_TOKEN") or None,
+        config=Config(retries={"max_attempts": 3, "mode": "standard"}))
+
+
+class MultiModelCache:
+    """The models of a multi-model endpoint instance: each fetched from S3 and loaded on
+    its first request (once, however many requests arrive meanwhile), kept under a memory
+    budget with the least recently used evicted first (its folder removed).
+
+    A model's size is its extracted bytes on disk. The process's RSS growth around a load
+    would be closer to the truth for one model, but it charges the first model with the
+    framework imports (xgboost, numpy, torch: hundreds of MB), mixes up loads that overlap,
+    and never shrinks on eviction because the allocator keeps freed memory; serialised
+    weights are a steady, reproducible proxy for what a loaded model holds. A model larger
+    than the whole budget is still served, alone. Models answering a request are not
+    evicted until they finish. With several workers each process holds its own models in
+    ``<SM_MODEL_DIR>/worker-<pid>/`` under an equal share of the budget.
+
+    Methods other than the fetch-and-load run on the event loop only."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.prefix = settings.multi_model_prefix
+        self.bucket, _, self.key_prefix = self.prefix[len("s3://"):].partition("/")
+        self.root = settings.model_dir
+        if settings.workers > 1:
+            self.root = self.root / f"worker-{os.getpid()}"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.budget = settings.multi_model_memory // settings.workers
+        self.client = _s3_client(settings.environ)
+        self.models: OrderedDict[str, LoadedModel] = OrderedDict()  # least recent first
+        self.loading: dict[str, asyncio.Future] = {}
+        self.pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
+                                       thread_name_prefix="model-load")
+
+    async def get(self, target: str) -> tuple[LoadedModel, float | None]:
+        """The loaded model, and the seconds its load took when this call loaded it."""
+        model = self.models.get(target)
+        if model is not None:
+            self.models.move_to_end(target)
+            model.last_used = time.time()
+            return model, None
+        task = self.loading.get(target)
+        if task is not None:
+            model, _seconds = await asyncio.shield(task)
+            model.last_used = time.time()
+            return model, None
+        task = asyncio.ensure_future(self._load(target))
+        self.loading[target] = task
+        return await asyncio.shield(task)
+
+    async def _load(self, target: str) -> tuple[LoadedModel, float]:
+        try:
+            started = time.monotonic()
+            model = await asyncio.get_running_loop().run_in_executor(
+                self.pool, self._fetch_and_load, target)
+            seconds = time.monotonic() - started
+            self.models[target] = model
+            logger.info("loaded model %s (%d bytes) in %.3f s", target, model.size_bytes,
+                        seconds)
+            self._evict(keep=target)
+            return model, seconds
+        finally:
+            self.loading.pop(target, None)
+
+    def _fetch_and_load(self, target: str) -> LoadedModel:
+        from botocore.exceptions import ClientError
+
+        directory = self.root / model_directory_name(target)
+        self._discard(directory)  # a leftover from a failed or interrupted load
+        archive = self.root / f".download-{uuid.uuid4().hex}"
+        try:
+            try:
+                response = self.client.get_object(Bucket=self.bucket,
+                                                  Key=self.key_prefix + target)
+            except ClientError as error:
+                code = str(error.response.get("Error", {}).get("Code", ""))
+                if code in ("NoSuchKey", "NoSuchBucket", "404", "NotFound"):
+                    raise ModelUnavailable(
+                        404, f"model {target} not found under {self.prefix}") from None
+                raise
+            with open(archive, "wb") as handle:
+                shutil.copyfileobj(response["Body"], handle, 1024 * 1024)
+            directory.mkdir()
+            extract_model_archive(archive, directory)
+            settings = copy.copy(self.settings)
+            settings.model_dir = directory
+            handler = load_handler(settings)
+        except ModelUnavailable:
+            raise
+        except Exception as error:  # noqa: BLE001 - every failure becomes an answer
+            logger.error("model %s failed to load\n%s", target,
+                         "".join(traceback.format_exception(error)))
+            self._discard(directory)
+            raise ModelUnavailable(
+                500, f"model {target} failed to load: {_last_line(error)}") from None
+        finally:
+            archive.unlink(missing_ok=True)
+        return LoadedModel(target, directory, handler, _directory_bytes(directory))
+
+    def _evict(self, keep: str) -> None:
+        total = sum(model.size_bytes for model in self.models.values())
+        for name in list(self.models):
+            if total <= self.budget:
+                break
+            model = self.models[name]
+            if name == keep or model.in_flight:
+                continue
+            del self.models[name]
+            total -= model.size_bytes
+            self._discard(model.directory)
+            logger.info("evicted model %s (%d bytes; %d of %d bytes in use)", name,
+                        model.size_bytes, total, self.budget)
+
+    def _discard(self, directory: Path) -> None:
+        """Remove ``directory``: renamed away at once (so a reload may extract there),
+        deleted in the background."""
+        try:
+            doomed = directory.rename(self.root / f".evicted-{uuid.uuid4().hex}")
+        except FileNotFoundError:
+            return
+        self.pool.submit(shutil.rmtree, doomed, True)
+
+    def listing(self) -> bytes:
+        return json.dumps({"models": [
+            {"modelName": model.name, "sizeBytes": model.size_bytes,
+             "lastUsed": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(model.last_used))
+             + f".{int(model.last_used * 1000) % 1000:03d}Z"}
+            for model in self.models.values()]}).encode()
 
 
 # -- the ASGI application -------------------------------------------------------------------
@@ -439,9 +676,14 @@ class ModelServerApp:
                                        thread_name_prefix="predict")
         self.debug = logger.isEnabledFor(logging.DEBUG)
         self.errors: tuple[type[BaseException], ...] = ()
+        self.models: MultiModelCache | None = None
 
-    def ready(self, handler: BuiltInHandler | UserCodeHandler) -> None:
+    def ready(self, handler: BuiltInHandler | UserCodeHandler | MultiModelCache) -> None:
         self.errors = _inference_errors()
+        if isinstance(handler, MultiModelCache):
+            self.models = handler
+            self.invoke = _no_model  # /ping answers 200: the instance serves
+            return
         self.handler = handler
         self.pass_headers = bool(getattr(handler, "wants_headers", False))
         self.invoke = handler.invoke
@@ -455,6 +697,9 @@ class ModelServerApp:
             if method != "POST":
                 await _respond(send, 405, _error_body("use POST /invocations"), _JSON)
                 return
+            if self.models is not None:
+                await self._multi_model_invocations(scope, receive, send)
+                return
             status, body, content_type = await self._invocations(scope, receive)
             if self.debug:
                 logger.debug("POST /invocations %d %d bytes", status, len(body))
@@ -466,6 +711,8 @@ class ModelServerApp:
                 await _respond(send, 503, _error_body("the model is loading"), _JSON)
         elif path == "/execution-parameters" and method == "GET":
             await _respond(send, 200, self.settings.execution_parameters, _JSON)
+        elif path == "/models" and method == "GET" and self.models is not None:
+            await _respond(send, 200, self.models.listing(), _JSON)
         else:
             await _respond(send, 404, _error_body(f"no route {method} {path}; the model server "
                                                   "answers /ping and /invocations"), _JSON)
@@ -516,6 +763,88 @@ class ModelServerApp:
             return self._failure(error)
         return 200, answer, answer_type.encode("latin-1")
 
+    async def _multi_model_invocations(self, scope: dict, receive: Callable,
+                                       send: Callable) -> None:
+        """POST /invocations in multi-model mode: the target model, loaded when needed."""
+        models = self.models
+        assert models is not None
+        content_type = accept = target = ""
+        length = -1
+        headers = scope["headers"]
+        for name, value in headers:
+            if name == b"content-type":
+                content_type = value.decode("latin-1")
+            elif name == b"accept":
+                accept = value.decode("latin-1")
+            elif name == b"content-length":
+                length = int(value) if value.isdigit() else -1
+            elif name == TARGET_HEADER:
+                target = value.decode("utf-8", "replace").strip()
+        extra: list[tuple[bytes, bytes]] = []
+        body = await self._read_body(receive, length)
+        if isinstance(body, tuple):
+            status, answer, answer_type = body
+        elif not target:
+            status, answer, answer_type = 400, _error_body(
+                "this is a multi-model endpoint: name the model to invoke in the "
+                "X-Amzn-SageMaker-Target-Model header (InvokeEndpoint TargetModel), a key "
+                f"relative to {models.prefix}"), _JSON
+        else:
+            try:
+                model, load_seconds = await models.get(target)
+            except ModelUnavailable as error:
+                status, answer, answer_type = error.status, _error_body(str(error)), _JSON
+            else:
+                if load_seconds is not None:
+                    extra.append((LOAD_SECONDS_HEADER, f"{load_seconds:.6f}".encode()))
+                status, answer, answer_type = await self._invoke_model(
+                    model, body, content_type, accept, headers)
+        if self.debug:
+            logger.debug("POST /invocations %s %d %d bytes", target, status, len(answer))
+        await _respond(send, status, answer, answer_type, extra)
+
+    async def _invoke_model(self, model: LoadedModel, body: bytes, content_type: str,
+                            accept: str, headers: list) -> tuple[int, bytes, bytes]:
+        handler = model.handler
+        request_headers: Any = None
+        if getattr(handler, "wants_headers", False):
+            request_headers = {name.decode("latin-1"): value.decode("latin-1")
+                               for name, value in headers}
+        model.in_flight += 1
+        try:
+            if len(body) <= self.inline_max:
+                answer, answer_type = handler.invoke(body, content_type, accept,
+                                                     request_headers)
+            else:
+                answer, answer_type = await asyncio.get_running_loop().run_in_executor(
+                    self.pool, handler.invoke, body, content_type, accept, request_headers)
+        except Exception as error:  # noqa: BLE001 - every failure becomes an answer
+            return self._failure(error)
+        finally:
+            model.in_flight -= 1
+        return 200, answer, answer_type.encode("latin-1")
+
+    async def _read_body(self, receive: Callable,
+                         length: int) -> bytes | tuple[int, bytes, bytes]:
+        """The request body, or the 413 answer when it is over the limit."""
+        limit = self.max_payload
+        if length > limit:
+            return 413, self._too_large(length), _JSON
+        message = await receive()
+        body = message.get("body", b"")
+        chunks = [body]
+        size = len(body)
+        while message.get("more_body"):
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return 413, self._too_large(size), _JSON
+            chunks.append(chunk)
+        if size > limit:
+            return 413, self._too_large(size), _JSON
+        return body if len(chunks) == 1 else b"".join(chunks)
+
     def _too_large(self, size: int) -> bytes:
         return _error_body(f"the request body is {size} bytes; the limit is {self.max_payload} "
                            "bytes (MAX_CONTENT_LENGTH)")
@@ -530,10 +859,16 @@ class ModelServerApp:
         return 500, _error_body(_last_line(error)), _JSON
 
 
-async def _respond(send: Callable, status: int, body: bytes, content_type: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type),
-                            (b"content-length", str(len(body)).encode())]})
+def _no_model(body: bytes, content_type: str, accept: str, headers: Any) -> tuple[bytes, str]:
+    raise AssertionError("a multi-model instance invokes its target models")
+
+
+async def _respond(send: Callable, status: int, body: bytes, content_type: bytes,
+                   extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if extra:
+        headers.extend(extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -562,7 +897,9 @@ async def _serve(settings: Settings, sock: socket.socket,
     async def load() -> None:
         loop = asyncio.get_running_loop()
         try:
-            handler = await loop.run_in_executor(None, load_handler, settings)
+            handler = await loop.run_in_executor(
+                None, MultiModelCache if settings.multi_model_prefix else load_handler,
+                settings)
         except Exception as error:  # noqa: BLE001 - reported, then the process exits
             logger.error("the model failed to load\n%s",
                          "".join(traceback.format_exception(error)))
@@ -578,6 +915,8 @@ async def _serve(settings: Settings, sock: socket.socket,
     await server.serve(sockets=[sock])
     task.cancel()
     app.pool.shutdown(wait=False, cancel_futures=True)
+    if app.models is not None:
+        app.models.pool.shutdown(wait=False, cancel_futures=True)
     if failure:
         on_failed(failure[0])  # the last line, after the server's own shutdown logging
         return 1
