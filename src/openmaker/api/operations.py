@@ -19,6 +19,7 @@ Handler = Callable[..., Any]
 OPERATIONS: dict[str, dict[str, str]] = {
     "sagemaker-runtime": {
         "InvokeEndpoint": "openmaker.hosting.runtime:invoke_endpoint",
+        "InvokeEndpointAsync": "openmaker.hosting.async_inference:invoke_endpoint_async",
     },
     "sagemaker": {
         "AddTags": "openmaker.api.sagemaker:add_tags",
@@ -55,6 +56,11 @@ OPERATIONS: dict[str, dict[str, str]] = {
         "ListMetrics": "openmaker.cloudwatch.metrics:list_metrics",
         "GetMetricData": "openmaker.cloudwatch.metrics:get_metric_data",
         "GetMetricStatistics": "openmaker.cloudwatch.metrics:get_metric_statistics",
+        "PutMetricAlarm": "openmaker.cloudwatch.alarms:put_metric_alarm",
+        "DescribeAlarms": "openmaker.cloudwatch.alarms:describe_alarms",
+        "DeleteAlarms": "openmaker.cloudwatch.alarms:delete_alarms",
+        "SetAlarmState": "openmaker.cloudwatch.alarms:set_alarm_state",
+        "DescribeAlarmHistory": "openmaker.cloudwatch.alarms:describe_alarm_history",
     },
     "application-autoscaling": {
         name: f"openmaker.autoscaling.service:{handler}"

@@ -46,7 +46,7 @@ from datetime import datetime
 from typing import Any
 
 from openmaker.core import errors
-from openmaker.core.platform import RequestContext
+from openmaker.core.platform import Platform, RequestContext
 from openmaker.hosting import metrics as endpoint_metrics
 from openmaker.training import metrics as training_metrics
 
@@ -489,3 +489,25 @@ def _query_datapoints(ctx: RequestContext, stat: dict, start_ms: int, end_ms: in
     if descending:
         datapoints.reverse()
     return datapoints
+
+
+# --- period statistics for alarms --------------------------------------------------------
+def period_statistics(platform: Platform, namespace: str | None, metric_name: str | None,
+                      dimensions: Sequence[dict[str, str]] | None, stat: str,
+                      unit: str | None, start_ms: int, end_ms: int, period: int,
+                      ) -> dict[int, float]:
+    """``stat`` of each ``period``-second bucket that has points in ``[start_ms, end_ms)``,
+    keyed by bucket start (buckets counted from ``start_ms``, which the caller aligns).
+    Empty when no points can belong to the metric or ``unit`` is not the metric's own:
+    what a CloudWatch alarm (``openmaker.cloudwatch.alarms``) evaluates."""
+    series = series_for(namespace, metric_name, dimensions)
+    if series is None or (unit is not None and unit != series.unit):
+        return {}
+    if isinstance(series, EndpointSeries):
+        points: Iterable[Any] = endpoint_metrics.endpoint_points(
+            platform, series.endpoint, series.variant, series.metric_name, start_ms, end_ms)
+    else:
+        points = training_metrics.metric_points(platform, series.job, series.metric_name,
+                                                start_ms, end_ms, series.host)
+    return {bucket: statistic(stat, values)
+            for bucket, values in bucket_values(points, start_ms, period)}
