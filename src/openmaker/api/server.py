@@ -111,6 +111,9 @@ def serve(settings: Settings, log_level: str = "warning") -> None:
     from openmaker.training.service import recover_interrupted_jobs
 
     recover_interrupted_jobs(platform)  # jobs the previous server left running are failed
+    from openmaker.hosting.endpoints import recover_endpoints
+
+    recover_endpoints(platform)  # endpoints the previous server served are built again
     from openmaker.autoscaling.scaler import resume_scaling
 
     resume_scaling(platform)  # scalable targets registered before go on being scaled

@@ -90,24 +90,11 @@ def _checked_config(platform: Platform, config_name: str) -> dict:
     config = get_endpoint_config(platform, config_name)
     variants = [*config["ProductionVariants"], *(config.get("ShadowProductionVariants") or [])]
     for variant in variants:
-        model = get_model(platform, variant["ModelName"])
-        containers = model_containers(model)
-        if len(containers) > 1:
-            raise errors.ValidationException(
-                f"EndpointConfigName: model {model['ModelName']!r} has {len(containers)} "
-                "containers; inference pipelines are not served by openmaker endpoints yet")
-        if containers[0].get("Mode") == "MultiModel":
-            raise errors.ValidationException(
-                f"EndpointConfigName: model {model['ModelName']!r} is a multi-model "
-                "container, which openmaker endpoints do not serve yet")
+        model_containers(get_model(platform, variant["ModelName"]))
         if variant.get("ServerlessConfig"):
             raise errors.ValidationException(
                 f"EndpointConfigName: variant {variant['VariantName']!r} is serverless, which "
                 "openmaker endpoints do not serve yet")
-    if config.get("AsyncInferenceConfig"):
-        raise errors.ValidationException(
-            "EndpointConfigName: asynchronous inference is not served by openmaker endpoints "
-            "yet")
     return config
 
 

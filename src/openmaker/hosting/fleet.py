@@ -59,6 +59,7 @@ class Instance:
     instance_id: str
     port: int
     root: Path
+    container: str = ""  # the container's hostname, in an inference pipeline
     handle: JobHandle | None = None
     tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=TAIL_LINES))
     slots: threading.BoundedSemaphore = field(
@@ -102,23 +103,18 @@ class Instance:
 
 
 @dataclass(eq=False)
-class Variant:
-    """A production or shadow variant: its weight, image and instances."""
+class Stage:
+    """One container of a variant -- its only one, or one step of an inference pipeline --
+    and the instances running it."""
 
-    name: str
-    weight: float
+    hostname: str
     container: dict
     directory: Path
     archive: Path | None
+    pipeline: bool = False  # one of several containers
     instances: list[Instance] = field(default_factory=list)
-    shadow: bool = False
     _next: itertools.count = field(default_factory=itertools.count)
     _numbers: itertools.count = field(default_factory=lambda: itertools.count(1))
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def image(self) -> str:
-        return self.container["Image"]
 
     def pick(self) -> Instance | None:
         """The next running instance, round robin; None when none is up."""
@@ -128,6 +124,32 @@ class Variant:
             if instance.running:
                 return instance
         return None
+
+
+@dataclass(eq=False)
+class Variant:
+    """A production or shadow variant: its weight, its containers (``stages``; several for
+    an inference pipeline, invoked in order in ``Serial`` mode, by
+    ``TargetContainerHostname`` in ``Direct`` mode) and their instances."""
+
+    name: str
+    weight: float
+    stages: list[Stage]
+    mode: str = "Serial"
+    shadow: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def image(self) -> str:
+        return self.stages[0].container["Image"]
+
+    @property
+    def instances(self) -> list[Instance]:
+        """Every stage has as many instances; these are the first stage's."""
+        return self.stages[0].instances
+
+    def stage(self, hostname: str) -> Stage | None:
+        return next((s for s in self.stages if s.hostname == hostname), None)
 
 
 @dataclass(eq=False)
@@ -146,6 +168,9 @@ class Fleet:
     def all_variants(self) -> list[Variant]:
         return [*self.variants.values(), *self.shadows.values()]
 
+    def all_stages(self) -> list[tuple[Variant, Stage]]:
+        return [(v, s) for v in self.all_variants() for s in v.stages]
+
     def instance_count(self) -> int:
         return sum(len(v.instances) for v in self.variants.values())
 
@@ -156,29 +181,39 @@ class Fleet:
     def stop(self) -> None:
         """Stop every instance and remove the fleet's files."""
         self._stopped.set()
-        for variant in self.all_variants():
-            for instance in variant.instances:
+        for _, stage in self.all_stages():
+            for instance in stage.instances:
                 instance.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
 
     # -- capacity -------------------------------------------------------------------------
-    def add_instance(self, variant: Variant) -> Instance:
-        """Start one more instance of ``variant``; it joins the rotation once healthy."""
-        instance = _start_instance(self.platform, self.endpoint, variant)
-        _wait_healthy(instance)
+    def add_instance(self, variant: Variant) -> None:
+        """Start one more instance of each of ``variant``'s containers; they join the
+        rotation once all are healthy."""
+        started = [(stage, _start_instance(self.platform, self.endpoint, variant.name, stage))
+                   for stage in variant.stages]
+        try:
+            for _, instance in started:
+                _wait_healthy(instance)
+        except BaseException:
+            for _, instance in started:
+                instance.stop()
+            raise
         with variant.lock:
-            variant.instances = [*variant.instances, instance]
-        return instance
+            for stage, instance in started:
+                stage.instances = [*stage.instances, instance]
 
     def remove_instance(self, variant: Variant) -> None:
-        """Take the newest instance out of the rotation, then stop it."""
+        """Take the newest instance of each container out of the rotation, then stop it."""
+        removed = []
         with variant.lock:
-            if not variant.instances:
-                return
-            instance = variant.instances[-1]
-            variant.instances = variant.instances[:-1]
-        instance.stop()
-        shutil.rmtree(instance.root.parent.parent, ignore_errors=True)
+            for stage in variant.stages:
+                if stage.instances:
+                    removed.append(stage.instances[-1])
+                    stage.instances = stage.instances[:-1]
+        for instance in removed:
+            instance.stop()
+            shutil.rmtree(instance.root.parent.parent, ignore_errors=True)
 
     def set_capacity(self, variant: Variant, count: int) -> None:
         while len(variant.instances) < count:
@@ -189,25 +224,25 @@ class Fleet:
     # -- health -----------------------------------------------------------------------------
     def _monitor(self) -> None:
         while not self._stopped.wait(MONITOR_SECONDS):
-            for variant in self.all_variants():
-                for instance in list(variant.instances):
+            for variant, stage in self.all_stages():
+                for instance in list(stage.instances):
                     write_log(self.platform, self.endpoint, instance)
                     if self._stopped.is_set() or instance.running:
                         continue
-                    self._replace(variant, instance)
+                    self._replace(variant, stage, instance)
 
-    def _replace(self, variant: Variant, dead: Instance) -> None:
+    def _replace(self, variant: Variant, stage: Stage, dead: Instance) -> None:
         log.warning("endpoint %s: instance %s of variant %s stopped; starting a new one",
                     self.endpoint, dead.instance_id, variant.name)
         try:
-            fresh = _start_instance(self.platform, self.endpoint, variant)
+            fresh = _start_instance(self.platform, self.endpoint, variant.name, stage)
             _wait_healthy(fresh)
         except Exception:  # keep trying on the next round
             log.exception("endpoint %s: replacing instance %s failed", self.endpoint,
                           dead.instance_id)
             return
         with variant.lock:
-            variant.instances = [fresh if i is dead else i for i in variant.instances]
+            stage.instances = [fresh if i is dead else i for i in stage.instances]
         shutil.rmtree(dead.root.parent.parent, ignore_errors=True)
 
 
@@ -229,18 +264,26 @@ def build_fleet(platform: Platform, endpoint: str, config: dict) -> Fleet:
             [(spec, True) for spec in config.get("ShadowProductionVariants") or []]
         for spec, shadow in specs:
             model = get_model(platform, spec["ModelName"])
-            [container] = model_containers(model)
+            containers = model_containers(model)
             variant_dir = directory / spec["VariantName"]
-            variant_dir.mkdir(parents=True)
+            stages = []
+            for container in containers:
+                stage_dir = variant_dir / container["ContainerHostname"] \
+                    if len(containers) > 1 else variant_dir
+                stage_dir.mkdir(parents=True)
+                stages.append(Stage(container["ContainerHostname"], container, stage_dir,
+                                    _fetch(platform, container.get("ModelDataUrl"), stage_dir)
+                                    if container.get("Mode") != "MultiModel" else None,
+                                    pipeline=len(containers) > 1))
+            mode = (model.get("InferenceExecutionConfig") or {}).get("Mode", "Serial")
             variant = Variant(spec["VariantName"], float(spec.get("InitialVariantWeight", 1.0)),
-                              container, variant_dir,
-                              _fetch(platform, container.get("ModelDataUrl"), variant_dir),
-                              shadow=shadow)
+                              stages, mode=mode, shadow=shadow)
             (running.shadows if shadow else running.variants)[variant.name] = variant
-            variant.instances = [_start_instance(platform, endpoint, variant)
-                                 for _ in range(int(spec.get("InitialInstanceCount", 1)))]
-        for variant in running.all_variants():
-            for instance in variant.instances:
+            for stage in stages:
+                stage.instances = [_start_instance(platform, endpoint, variant.name, stage)
+                                   for _ in range(int(spec.get("InitialInstanceCount", 1)))]
+        for _, stage in running.all_stages():
+            for instance in stage.instances:
                 _wait_healthy(instance)
     except BaseException:
         running.stop()
@@ -271,16 +314,23 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _serving_command(platform: Platform, variant: Variant,
+def _serving_command(platform: Platform, stage: Stage,
                      instance: Instance) -> tuple[list[str], dict[str, str]]:
     from openmaker.hosting.model_server import extract_model_archive
     from openmaker.hosting.models import inference_image
 
-    container = variant.container
+    container = stage.container
     env = {str(k): str(v) for k, v in (container.get("Environment") or {}).items()}
     kind = inference_image(container["Image"], env)
     env.update({"SAGEMAKER_BIND_TO_PORT": str(instance.port), "SM_MODEL_DIR":
                 str(instance.model_dir), "PYTHONUNBUFFERED": "1"})
+    if container.get("Mode") == "MultiModel":
+        # The server fetches each model from the object store on first use.
+        key_id, secret = _credentials(platform)
+        env.update({"OPENMAKER_MULTI_MODEL_PREFIX": container["ModelDataUrl"],
+                    "AWS_ENDPOINT_URL": platform.settings.url, "AWS_ACCESS_KEY_ID": key_id,
+                    "AWS_SECRET_ACCESS_KEY": secret,
+                    "AWS_DEFAULT_REGION": platform.settings.region})
     if kind.server is not None:  # bring your own server: an executable on this machine
         return [kind.server, "serve"], env
     if kind.algorithm is not None:
@@ -301,17 +351,23 @@ def _serving_command(platform: Platform, variant: Variant,
     return [sys.executable, "-m", "openmaker.hosting.model_server"], env
 
 
-def _start_instance(platform: Platform, endpoint: str, variant: Variant) -> Instance:
+def _credentials(platform: Platform) -> tuple[str, str]:
+    keys = platform.settings.access_keys
+    return next(iter(keys.items())) if keys else ("openmaker", "openmaker")
+
+
+def _start_instance(platform: Platform, endpoint: str, variant: str, stage: Stage) -> Instance:
     from openmaker.hosting.model_server import extract_model_archive
 
-    number = next(variant._numbers)
-    instance_id = f"i-{variant.name.lower()[:20]}-{number:04d}"
-    root = variant.directory / instance_id / "opt" / "ml"
+    number = next(stage._numbers)
+    instance_id = f"i-{variant.lower()[:20]}-{number:04d}"
+    root = stage.directory / instance_id / "opt" / "ml"
     (root / "model").mkdir(parents=True)
-    instance = Instance(variant.name, instance_id, _free_port(), root)
-    if variant.archive is not None:
-        extract_model_archive(variant.archive, instance.model_dir)
-    argv, env = _serving_command(platform, variant, instance)
+    instance = Instance(variant, instance_id, _free_port(), root,
+                        stage.hostname if stage.pipeline else "")
+    if stage.archive is not None:
+        extract_model_archive(stage.archive, instance.model_dir)
+    argv, env = _serving_command(platform, stage, instance)
 
     def on_output(_name: str, line: str) -> None:
         if instance.output(line) or line.startswith("openmaker-model-server"):
@@ -326,14 +382,20 @@ def _start_instance(platform: Platform, endpoint: str, variant: Variant) -> Inst
     return instance
 
 
+def log_stream(instance: Instance) -> str:
+    """``<variant>/<instance-id>``, plus ``/<container>`` for a pipeline's containers, as
+    SageMaker names them."""
+    stream = f"{instance.variant}/{instance.instance_id}"
+    return f"{stream}/{instance.container}" if instance.container else stream
+
+
 def write_log(platform: Platform, endpoint: str, instance: Instance) -> None:
     """Write the instance's waiting output lines to its CloudWatch log stream."""
     lines = instance.take_output()
     if not lines:
         return
     try:
-        platform.logs.append(LOG_GROUP_PREFIX + endpoint,
-                             f"{instance.variant}/{instance.instance_id}", lines)
+        platform.logs.append(LOG_GROUP_PREFIX + endpoint, log_stream(instance), lines)
     except Exception:  # logging must never take an instance down
         log.exception("endpoint %s: writing log lines failed", endpoint)
 

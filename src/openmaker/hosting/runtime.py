@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from openmaker.core import errors
 from openmaker.core.platform import Platform, RequestContext
 from openmaker.hosting.endpoints import endpoint_record, traffic, variant_for_request
-from openmaker.hosting.fleet import Fleet, Instance, Variant
+from openmaker.hosting.fleet import Fleet, Instance, Stage, Variant
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +44,16 @@ class Invocation:
 def invoke_endpoint(ctx: RequestContext, params: dict) -> dict:
     """The InvokeEndpoint operation: ``params`` and the result are the model's
     ``InvokeEndpointInput`` and ``InvokeEndpointOutput`` members."""
-    for member in ("TargetModel", "TargetContainerHostname", "InferenceComponentName",
-                   "SessionId"):
+    for member in ("InferenceComponentName", "SessionId"):
         if params.get(member) is not None:
             raise errors.RuntimeValidationError(
-                f"{member}: multi-model, multi-container and stateful endpoints are not "
-                "served by openmaker yet.")
+                f"{member}: inference components and stateful sessions are not served by "
+                "openmaker yet.")
     result = route_invocation(
         ctx.platform, params["EndpointName"], params.get("Body") or b"",
         content_type=params.get("ContentType"), accept=params.get("Accept"),
-        target_variant=params.get("TargetVariant"),
+        target_variant=params.get("TargetVariant"), target_model=params.get("TargetModel"),
+        target_container=params.get("TargetContainerHostname"),
         custom_attributes=params.get("CustomAttributes"),
         inference_id=params.get("InferenceId"), account_id=ctx.account_id,
         region=ctx.region)
@@ -66,9 +66,10 @@ def invoke_endpoint(ctx: RequestContext, params: dict) -> dict:
 
 def route_invocation(platform: Platform, endpoint: str, body: bytes, *,
                      content_type: str | None = None, accept: str | None = None,
-                     target_variant: str | None = None, custom_attributes: str | None = None,
-                     inference_id: str | None = None, account_id: str = "",
-                     region: str = "") -> Invocation:
+                     target_variant: str | None = None, target_model: str | None = None,
+                     target_container: str | None = None,
+                     custom_attributes: str | None = None, inference_id: str | None = None,
+                     account_id: str = "", region: str = "") -> Invocation:
     """Send one request to ``endpoint``'s fleet; ``RuntimeValidationError`` for an unknown
     endpoint or variant or one not in service, ``ModelError`` for the container's errors."""
     received = time.perf_counter()
@@ -101,24 +102,38 @@ def route_invocation(platform: Platform, endpoint: str, body: bytes, *,
         headers["X-Amzn-SageMaker-Custom-Attributes"] = custom_attributes
     if inference_id is not None:
         headers["X-Amzn-SageMaker-Inference-Id"] = inference_id
-    status, answer, answer_type, answer_attributes, model_seconds = _send(variant, body, headers)
-    overhead_us = max(0.0, (time.perf_counter() - received - model_seconds) * 1e6)
+    multi_model = variant.stages[0].container.get("Mode") == "MultiModel"
+    if multi_model != (target_model is not None):
+        raise errors.RuntimeValidationError(
+            f"TargetModel is required for the multi-model endpoint {endpoint}" if multi_model
+            else f"TargetModel: endpoint {endpoint} is not a multi-model endpoint")
+    if target_model is not None:
+        headers["X-Amzn-SageMaker-Target-Model"] = target_model
+    answer = _send(variant, body, headers, target_container)
+    status = answer.status
+    overhead_us = max(0.0, (time.perf_counter() - received - answer.model_seconds) * 1e6)
     observed = _Observed(platform, endpoint, running, variant.name, body, content_type,
                          inference_id)
-    observed.record(status, answer, answer_type, model_seconds * 1e6, overhead_us)
+    observed.record(status, answer.body, answer.content_type, answer.model_seconds * 1e6,
+                    overhead_us)
     if running.shadows:
         _mirror(observed, running, headers)
+    if multi_model and status == 404:
+        raise errors.RuntimeValidationError(
+            f"TargetModel: {target_model!r} could not be loaded: "
+            f"{answer.body.decode('utf-8', errors='replace')[:1024]}")
     if status >= 400:
-        text = answer.decode("utf-8", errors="replace")[:2048]
+        text = answer.body.decode("utf-8", errors="replace")[:2048]
         kind = "client" if status < 500 else "server"
+        source = answer.container if len(variant.stages) > 1 else "primary"
         raise errors.ModelError(
-            f"Received {kind} error ({status}) from primary with message \"{text}\". See "
+            f"Received {kind} error ({status}) from {source} with message \"{text}\". See "
             f"the log group /aws/sagemaker/Endpoints/{endpoint} in account {account_id} for "
             "more information.", OriginalStatusCode=status, OriginalMessage=text,
             LogStreamArn=f"arn:aws:logs:{region}:{account_id}:log-group:/aws/sagemaker/"
                          f"Endpoints/{endpoint}")
-    return Invocation(answer, answer_type or "application/octet-stream", variant.name,
-                      answer_attributes)
+    return Invocation(answer.body, answer.content_type or "application/octet-stream",
+                      variant.name, answer.custom_attributes)
 
 
 @dataclass
@@ -176,12 +191,13 @@ def _mirror(observed: _Observed, running: Fleet, headers: dict[str, str]) -> Non
         def send(shadow: Variant = shadow) -> None:
             started = time.perf_counter()
             try:
-                status, answer, answer_type, _, model_seconds = _send(
-                    shadow, observed.body, headers)
+                answer: _Answer | None = _send(shadow, observed.body, headers)
             except errors.AwsError:
-                status, answer, answer_type, model_seconds = 0, None, None, 0.0
-            overhead = max(0.0, (time.perf_counter() - started - model_seconds) * 1e6)
-            observed.record(status, answer, answer_type, model_seconds * 1e6, overhead,
+                answer = None
+            seconds = answer.model_seconds if answer else 0.0
+            overhead = max(0.0, (time.perf_counter() - started - seconds) * 1e6)
+            observed.record(answer.status if answer else 0, answer.body if answer else None,
+                            answer.content_type if answer else None, seconds * 1e6, overhead,
                             variant=shadow.name)
 
         _shadow_pool().submit(send)
@@ -199,15 +215,66 @@ def _shadow_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-def _send(variant: Variant, body: bytes, headers: dict[str, str]
-          ) -> tuple[int, bytes, str | None, str | None, float]:
-    """POST to the variant's next running instance (waiting for one of its request slots);
+@dataclass
+class _Answer:
+    status: int
+    body: bytes
+    content_type: str | None
+    custom_attributes: str | None
+    model_seconds: float  # time the containers took
+    container: str = ""  # which container answered (the last one that ran)
+    load_seconds: float | None = None  # a multi-model container loaded the target model
+
+
+def _send(variant: Variant, body: bytes, headers: dict[str, str],
+          target_container: str | None = None) -> _Answer:
+    """Run the request through the variant: its one container; an inference pipeline's
+    containers in order (``Serial``: each answer is the next container's request, the
+    caller's ``Accept`` going to the last one -- UNVERIFIED, earlier ones get ``*/*``, so
+    they answer in their default format); or, in ``Direct`` mode, the container named by
+    ``TargetContainerHostname``. Stops at the first container answering an error."""
+    if variant.mode == "Direct" and len(variant.stages) > 1:
+        if target_container is None:
+            raise errors.RuntimeValidationError(
+                f"TargetContainerHostname is required: variant {variant.name} invokes its "
+                f"containers directly ({', '.join(s.hostname for s in variant.stages)}).")
+        stage = variant.stage(target_container)
+        if stage is None:
+            raise errors.RuntimeValidationError(
+                f"TargetContainerHostname: variant {variant.name} has no container "
+                f"{target_container!r} ({', '.join(s.hostname for s in variant.stages)}).")
+        return _send_stage(variant, stage, body, headers)
+    if target_container is not None and variant.stage(target_container) is None:
+        raise errors.RuntimeValidationError(
+            f"TargetContainerHostname: variant {variant.name} has no container "
+            f"{target_container!r}.")
+    total = 0.0
+    answer: _Answer | None = None
+    for index, stage in enumerate(variant.stages):
+        last = index == len(variant.stages) - 1
+        step_headers = headers if last else {**headers, "Accept": "*/*"}
+        if answer is not None:
+            step_headers = {**step_headers,
+                            "Content-Type": answer.content_type or "application/octet-stream"}
+        answer = _send_stage(variant, stage, body if answer is None else answer.body,
+                             step_headers)
+        total += answer.model_seconds
+        if answer.status >= 400:
+            break
+    assert answer is not None
+    answer.model_seconds = total
+    return answer
+
+
+def _send_stage(variant: Variant, stage: Stage, body: bytes,
+                headers: dict[str, str]) -> _Answer:
+    """POST to the stage's next running instance (waiting for one of its request slots);
     when the request never reached the model -- a closed connection, an instance that just
-    died -- once more on another instance. Returns the answer and the seconds it took."""
+    died -- once more on another instance."""
     deadline = time.monotonic() + INVOCATION_TIMEOUT_SECONDS
     last_error: Exception | None = None
     for _ in range(3):
-        instance = variant.pick()
+        instance = stage.pick()
         if instance is None:
             break
         if not instance.slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
@@ -216,7 +283,9 @@ def _send(variant: Variant, body: bytes, headers: dict[str, str]
                 f"{INVOCATION_TIMEOUT_SECONDS:.0f} s", OriginalStatusCode=429,
                 OriginalMessage="too many requests")
         try:
-            return _post(instance, body, headers)
+            answer = _post(instance, body, headers)
+            answer.container = stage.hostname
+            return answer
         except _NotDelivered as exc:
             last_error = exc
         finally:
@@ -230,8 +299,7 @@ class _NotDelivered(Exception):
     """The request did not reach the model (the connection was refused or closed)."""
 
 
-def _post(instance: Instance, body: bytes, headers: dict[str, str]
-          ) -> tuple[int, bytes, str | None, str | None, float]:
+def _post(instance: Instance, body: bytes, headers: dict[str, str]) -> _Answer:
     for attempt in (0, 1):
         connection = instance.connection()
         started = time.perf_counter()
@@ -253,6 +321,8 @@ def _post(instance: Instance, body: bytes, headers: dict[str, str]
                 OriginalMessage="timed out") from None
         seconds = time.perf_counter() - started
         instance.release(connection)
-        return (response.status, answer, response.getheader("Content-Type"),
-                response.getheader("X-Amzn-SageMaker-Custom-Attributes"), seconds)
+        load = response.getheader("X-Openmaker-Model-Load-Seconds")
+        return _Answer(response.status, answer, response.getheader("Content-Type"),
+                       response.getheader("X-Amzn-SageMaker-Custom-Attributes"), seconds,
+                       load_seconds=float(load) if load else None)
     raise AssertionError("unreachable")
