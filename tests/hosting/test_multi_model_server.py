@@ -184,7 +184,9 @@ def test_an_unknown_target_is_404_and_not_kept(mme):
 def test_a_broken_archive_is_500_and_the_server_stays_up(mme, store):
     status, body, _ = mme.invoke("broken.tar.gz")
     assert status == 500
-    assert json.loads(body)["error"].startswith("model broken.tar.gz failed to load: ")
+    assert json.loads(body)["error"] == ("model broken.tar.gz failed to load: ValueError: "
+                                         "model.tar.gz: "
+                                         f"{PREFIX}broken.tar.gz is not a readable tar archive")
     assert "broken.tar.gz" not in {model["modelName"] for model in mme.models()}
     assert not (mme.model_dir / model_directory_name("broken.tar.gz")).exists()
     assert mme.request("GET", "/ping")[0] == 200

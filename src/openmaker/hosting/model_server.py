@@ -606,7 +606,12 @@ class MultiModelCache:
             with open(archive, "wb") as handle:
                 shutil.copyfileobj(response["Body"], handle, 1024 * 1024)
             directory.mkdir()
-            extract_model_archive(archive, directory)
+            try:
+                extract_model_archive(archive, directory)
+            except (ValueError, OSError) as error:
+                # name the S3 object, not our temporary file; tarfile's reasons span lines
+                reason = str(error).replace(str(archive), self.prefix + target).splitlines()[0]
+                raise ValueError(re.sub(r"\s*\([^)]*:$", "", reason)) from None
             settings = copy.copy(self.settings)
             settings.model_dir = directory
             handler = load_handler(settings)
