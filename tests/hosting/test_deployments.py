@@ -130,17 +130,17 @@ def test_canary_update_gives_the_new_fleet_a_share_first(hosting):
     assert "blue" in load.served[first_green:]  # both served during the canary wait
 
 
-def test_traffic_steps_for_each_routing_type():
-    from openmaker.hosting.endpoints import traffic_steps
+def test_traffic_shares_for_each_routing_type():
+    from openmaker.hosting.endpoints import traffic_shares
 
     class Green:
         def instance_count(self) -> int:
             return 4
 
-    assert traffic_steps({"Type": "ALL_AT_ONCE"}, Green()) == [1.0]
-    assert traffic_steps({"Type": "CANARY", "CanarySize": {"Type": "INSTANCE_COUNT",
+    assert traffic_shares({"Type": "ALL_AT_ONCE"}, Green()) == [1.0]
+    assert traffic_shares({"Type": "CANARY", "CanarySize": {"Type": "INSTANCE_COUNT",
                                                            "Value": 1}}, Green()) == [0.25, 1.0]
-    assert traffic_steps({"Type": "LINEAR", "LinearStepSize": {
+    assert traffic_shares({"Type": "LINEAR", "LinearStepSize": {
         "Type": "CAPACITY_PERCENT", "Value": 40}}, Green()) == [0.4, 0.8, 1.0]
 
 
@@ -252,3 +252,57 @@ def test_shadow_variant_gets_a_copy_and_its_answers_are_never_returned(hosting):
             break
         assert time.monotonic() < deadline, messages
         time.sleep(0.5)
+
+
+@pytest.mark.timeout(180)
+def test_an_alarm_during_the_canary_rolls_the_update_back(hosting):
+    server, features = hosting
+    name = endpoint(server, config(server, [{"VariantName": "blue", "ModelName": "small"}]))
+    green = config(server, [{"VariantName": "green", "ModelName": "large"}])
+    cloudwatch = server.client("cloudwatch")
+    cloudwatch.put_metric_alarm(
+        AlarmName=f"{name}-errors", Namespace="AWS/SageMaker", MetricName="Invocation5XXErrors",
+        Dimensions=[{"Name": "EndpointName", "Value": name},
+                    {"Name": "VariantName", "Value": "green"}],
+        Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=0,
+        ComparisonOperator="GreaterThanThreshold")
+    sagemaker = server.client("sagemaker")
+    with Traffic(server, name, csv_rows(features[:1])) as load:
+        sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=green, DeploymentConfig={
+            "BlueGreenUpdatePolicy": {
+                "TrafficRoutingConfiguration": {"Type": "CANARY", "WaitIntervalInSeconds": 30,
+                                                "CanarySize": {"Type": "CAPACITY_PERCENT",
+                                                               "Value": 50}}},
+            "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": f"{name}-errors"}]}})
+        deadline = time.monotonic() + 60
+        while "green" not in load.served:  # the canary serves
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        cloudwatch.set_alarm_state(AlarmName=f"{name}-errors", StateValue="ALARM",
+                                   StateReason="injected by the test")
+        described = wait_for(server, name, ("InService", "Failed"))
+        time.sleep(0.5)
+    assert described["EndpointConfigName"] != green
+    assert "rolled back" in described["FailureReason"] and f"{name}-errors" in \
+        described["FailureReason"]
+    assert load.errors == []
+    assert load.served[-1] == "blue"
+
+
+@pytest.mark.timeout(180)
+def test_a_rolling_update_replaces_the_fleet_in_batches(hosting):
+    server, features = hosting
+    name = endpoint(server, config(server, [{"VariantName": "blue", "ModelName": "small",
+                                             "InitialInstanceCount": 2}]))
+    green = config(server, [{"VariantName": "green", "ModelName": "large",
+                             "InitialInstanceCount": 2}])
+    sagemaker = server.client("sagemaker")
+    with Traffic(server, name, csv_rows(features[:1])) as load:
+        sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=green, DeploymentConfig={
+            "RollingUpdatePolicy": {"MaximumBatchSize": {"Type": "INSTANCE_COUNT", "Value": 1},
+                                    "WaitIntervalInSeconds": 2}})
+        described = wait_for(server, name, ("InService", "Failed"))
+    assert described["EndpointConfigName"] == green, described.get("FailureReason")
+    assert described["ProductionVariants"][0]["CurrentInstanceCount"] == 2
+    assert load.errors == []
+    assert {"blue", "green"} <= set(load.served)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import copy
+import functools
 import logging
 import math
 import random
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 RESOURCE_TYPE = "endpoint"
 MAX_FAILURE_REASON = 1024
+ALARM_POLL_SECONDS = 0.5
 
 
 @dataclass(eq=False)
@@ -150,14 +152,9 @@ def update_endpoint(ctx: RequestContext, params: dict) -> dict:
     recover_endpoints(ctx.platform)
     name = params["EndpointName"]
     deployment = params.get("DeploymentConfig") or {}
-    if deployment.get("AutoRollbackConfiguration", {}).get("Alarms"):
+    if deployment.get("RollingUpdatePolicy") and deployment.get("BlueGreenUpdatePolicy"):
         raise errors.ValidationException(
-            "DeploymentConfig.AutoRollbackConfiguration.Alarms: CloudWatch alarms are not "
-            "implemented by openmaker yet")
-    if deployment.get("RollingUpdatePolicy"):
-        raise errors.ValidationException(
-            "DeploymentConfig.RollingUpdatePolicy: rolling updates are not implemented by "
-            "openmaker yet; use BlueGreenUpdatePolicy")
+            "DeploymentConfig: give either BlueGreenUpdatePolicy or RollingUpdatePolicy")
     if params.get("RetainAllVariantProperties") or params.get("ExcludeRetainedVariantProperties"):
         raise errors.ValidationException(
             "RetainAllVariantProperties: retaining variant properties across an update is not "
@@ -366,7 +363,7 @@ def _share(size: dict, green: Fleet) -> float:
     return min(1.0, size["Value"] / max(1, green.instance_count()))
 
 
-def traffic_steps(routing: dict, green: Fleet) -> list[float]:
+def traffic_shares(routing: dict, green: Fleet) -> list[float]:
     """The new fleet's share of the requests at each step, ending at 1."""
     kind = routing.get("Type", "ALL_AT_ONCE")
     if kind == "CANARY":
@@ -378,37 +375,112 @@ def traffic_steps(routing: dict, green: Fleet) -> list[float]:
     return [1.0]
 
 
+def _fired_alarm(platform: Platform, alarms: list[str], seconds: float) -> str | None:
+    """Watch ``alarms`` for ``seconds``: the first found in ALARM, or None."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if alarms:
+            from openmaker.cloudwatch.alarms import alarm_states
+
+            firing = [n for n, state in alarm_states(platform, alarms).items()
+                      if state == "ALARM"]
+            if firing:
+                return firing[0]
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        time.sleep(min(ALARM_POLL_SECONDS, left))
+
+
+def _roll_back(platform: Platform, name: str, routes: Traffic, green: Fleet,
+               alarm: str) -> None:
+    _set_status(platform, name, "RollingBack")
+    with _lock:
+        routes.incoming, routes.incoming_share = None, 0.0
+    green.stop()
+    _set_status(platform, name, "InService", **_serving_fields(routes.current),
+                FailureReason=f"Update rolled back: alarm {alarm} went into ALARM; the "
+                              "endpoint serves its previous configuration")
+
+
 def _update(platform: Platform, name: str, config: dict, deployment: dict) -> None:
-    policy = deployment.get("BlueGreenUpdatePolicy") or {}
-    routing = policy.get("TrafficRoutingConfiguration") or {}
+    alarms = [a["AlarmName"] for a in
+              (deployment.get("AutoRollbackConfiguration") or {}).get("Alarms", [])]
+    rolling = deployment.get("RollingUpdatePolicy")
+    policy = rolling or deployment.get("BlueGreenUpdatePolicy") or {}
     routes = traffic(name)
     if routes is None:
         _set_status(platform, name, "Failed", FailureReason="the endpoint's fleet is gone")
         return
+    target = copy.deepcopy(config)
+    if rolling:  # the new fleet starts at one batch and grows while the old one shrinks
+        for variant in target["ProductionVariants"]:
+            variant["InitialInstanceCount"] = min(
+                int(variant.get("InitialInstanceCount", 1)),
+                _batch(rolling["MaximumBatchSize"], int(variant.get("InitialInstanceCount", 1))))
     try:
-        green = build_fleet(platform, name, copy.deepcopy(config))
+        green = build_fleet(platform, name, target)
     except Exception as exc:
         _set_status(platform, name, "InService",
                     FailureReason=f"Update failed, the endpoint keeps serving its previous "
                                   f"configuration: {_reason(exc)}"[:MAX_FAILURE_REASON])
         return
     routes.incoming = green
+    routing = rolling or policy.get("TrafficRoutingConfiguration") or {}
     wait = routing.get("WaitIntervalInSeconds", 0)
-    steps = traffic_steps(routing, green)
-    for index, share in enumerate(steps):
-        routes.incoming_share = share
+    if rolling:
+        steps = _rolling_steps(routes, green, config, rolling)
+    else:
+        steps = [functools.partial(setattr, routes, "incoming_share", share)
+                 for share in traffic_shares(routing, green)]
+    for index, step in enumerate(steps):
+        step()
         if index < len(steps) - 1:
-            time.sleep(wait)
+            fired = _fired_alarm(platform, alarms, wait)
+            if fired is not None:
+                _roll_back(platform, name, routes, green, fired)
+                return
         if endpoint_record(platform, name) is None:  # deleted meanwhile
             green.stop()
             return
+    fired = _fired_alarm(platform, alarms, policy.get("TerminationWaitInSeconds", 0))
+    if fired is not None:  # the baking period: blue still runs
+        _roll_back(platform, name, routes, green, fired)
+        return
     blue = routes.current
     with _lock:
         routes.current, routes.incoming, routes.incoming_share = green, None, 0.0
+    blue.stop()
     _set_status(platform, name, "InService", LastDeploymentConfig=deployment,
                 **_serving_fields(green))
-    time.sleep(policy.get("TerminationWaitInSeconds", 0))
-    blue.stop()
+
+
+def _batch(size: dict, instances: int) -> int:
+    if size["Type"] == "CAPACITY_PERCENT":
+        return max(1, math.floor(instances * size["Value"] / 100))
+    return max(1, int(size["Value"]))
+
+
+def _rolling_steps(routes: Traffic, green: Fleet, config: dict, rolling: dict) -> list:
+    """A rolling update's steps: the new fleet's first batch takes its share of the
+    requests (by instance count), then each step adds up to a batch of instances to every
+    variant until it has its ``InitialInstanceCount``."""
+    desired = {v["VariantName"]: int(v.get("InitialInstanceCount", 1))
+               for v in config["ProductionVariants"]}
+    size = rolling["MaximumBatchSize"]
+
+    def share() -> None:
+        routes.incoming_share = min(1.0, green.instance_count() / sum(desired.values()))
+
+    def grow() -> None:
+        for name, variant in green.variants.items():
+            batch = _batch(size, desired[name])
+            green.set_capacity(variant, min(desired[name], len(variant.instances) + batch))
+        share()
+
+    batches = max(math.ceil((desired[n] - len(v.instances)) / _batch(size, desired[n]))
+                  for n, v in green.variants.items())
+    return [share] + [grow] * batches
 
 
 def variant_for_request(routes: Traffic, target: str | None) -> tuple[Fleet, Variant | None]:

@@ -28,6 +28,8 @@ from openmaker.hosting.fleet import Fleet, Instance, Stage, Variant
 log = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+# Statuses in which an endpoint's fleet answers requests (deployments keep serving).
+SERVING_STATUSES = frozenset({"InService", "Updating", "SystemUpdating", "RollingBack"})
 INVOCATION_TIMEOUT_SECONDS = 60.0
 
 
@@ -78,7 +80,7 @@ def route_invocation(platform: Platform, endpoint: str, body: bytes, *,
         raise errors.RuntimeValidationError(
             f"Endpoint {endpoint} of account {account_id} not found.")
     routes = traffic(endpoint)
-    if record["EndpointStatus"] not in ("InService", "Updating") or routes is None:
+    if record["EndpointStatus"] not in SERVING_STATUSES or routes is None:
         raise errors.RuntimeValidationError(
             f"Endpoint {endpoint} of account {account_id} is not in service (status "
             f"{record['EndpointStatus']}); invoke it once it is InService.")
