@@ -59,6 +59,10 @@ def _deploy_models(server):
     sagemaker = server.client("sagemaker")
     sagemaker.create_model(ModelName="xgb", ExecutionRoleArn=ROLE, PrimaryContainer={
         "Image": XGBOOST_IMAGE, "ModelDataUrl": f"s3://{BUCKET}/models/xgb/model.tar.gz"})
+    # the model server's own body limit is 6 MB unless the container is told otherwise
+    sagemaker.create_model(ModelName="xgb-large", ExecutionRoleArn=ROLE, PrimaryContainer={
+        "Image": XGBOOST_IMAGE, "ModelDataUrl": f"s3://{BUCKET}/models/xgb/model.tar.gz",
+        "Environment": {"MAX_CONTENT_LENGTH": str(1 << 30)}})
     sagemaker.create_model(ModelName="slow", ExecutionRoleArn=ROLE, PrimaryContainer={
         "Image": SKLEARN_IMAGE, "ModelDataUrl": f"s3://{BUCKET}/models/slow/model.tar.gz",
         "Environment": {"SAGEMAKER_PROGRAM": "inference.py"}})
@@ -195,14 +199,14 @@ def test_without_a_failure_path_the_error_lands_next_to_the_output(hosting):
 
 def test_a_20_mb_input_is_processed(hosting):
     server, _, features = hosting
-    name = deploy_async(server, "xgb", topics=False)
+    name = deploy_async(server, "xgb-large", topics=False)
     rows = np.tile(features, (1 + 20 * 1024 * 1024 // len(csv_rows(features)), 1))
     body = csv_rows(rows)
     assert len(body) > 20 * 1024 * 1024
     location = upload(server, f"{name}/in/big.csv", body)
     answer = server.client("sagemaker-runtime").invoke_endpoint_async(
         EndpointName=name, InputLocation=location, ContentType="text/csv")
-    output = wait_object(server, answer["OutputLocation"], timeout=180)
+    output = wait_object(server, answer["OutputLocation"], timeout=120)
     assert len(output.decode().split()) == len(rows)
 
 

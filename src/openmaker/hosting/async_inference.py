@@ -37,7 +37,6 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -283,7 +282,6 @@ class AsyncInferenceQueue:
         self._lock = threading.Lock()
         self._in_flight: dict[str, int] = {}
         self._started = False
-        self._pool = ThreadPoolExecutor(64, thread_name_prefix="openmaker-async")
 
     def close(self) -> None:
         self._engine.dispose()
@@ -356,7 +354,10 @@ class AsyncInferenceQueue:
             for row in self._claim(key, free):
                 with self._lock:
                     self._in_flight[key] = self._in_flight.get(key, 0) + 1
-                self._pool.submit(self._work, row)
+                # daemon threads: a stopping server must not wait for a long invocation,
+                # whose request stays in the table and is processed again
+                threading.Thread(target=self._work, args=(row,), daemon=True,
+                                 name=f"openmaker-async-{row.inference_id}"[:60]).start()
 
     def _claim(self, key: str, limit: int) -> list[Any]:
         c = _requests.c
