@@ -281,3 +281,14 @@ def test_queued_requests_survive_a_server_restart(tmp_path_factory):
         assert tags == [0, 1, 2, 3]
     finally:
         server.stop()
+
+
+def test_an_invocation_past_its_timeout_fails(hosting):
+    server, _, _ = hosting
+    name = deploy_async(server, "slow")
+    location = upload(server, f"{name}/in/late.json", b'{"sleep": 3}')
+    answer = server.client("sagemaker-runtime").invoke_endpoint_async(
+        EndpointName=name, InputLocation=location, ContentType="application/json",
+        InferenceId="late", InvocationTimeoutSeconds=1)
+    assert "InvocationTimeoutSeconds" in wait_object(server, answer["FailureLocation"]).decode()
+    assert wait_notification(server, ERROR_TOPIC, "late")["invocationStatus"] == "Failed"
