@@ -20,8 +20,9 @@ generated data and served by each system in turn, one at a time:
 
 The BentoML and Ray Serve wrappers predict as openmaker's predictor does (``inplace_predict``
 on one thread), so the comparison is of the serving stacks. Every server gets one worker
-process. The peers run from their own virtual environment, ``benchmarks/.peers-venv``,
-created on first use (``--peers-venv``); they are not openmaker dependencies.
+process. Each peer runs from a virtual environment of its own,
+``benchmarks/.peers-venvs/<peer>``, created on first use (``--peers-venvs``); they are not
+openmaker dependencies.
 
 The load generator is one asyncio (uvloop) process with a hand-written HTTP/1.1 keep-alive
 client (one connection per concurrent caller, requests pre-encoded), which costs far less
@@ -55,8 +56,12 @@ FEATURES = 50
 TREES = 100
 SYSTEMS = ("null", "openmaker", "openmaker-presigned", "mlflow", "bentoml", "rayserve")
 PEERS = ("mlflow", "bentoml", "rayserve")
-PEER_PACKAGES = ("mlflow", "bentoml", "ray[serve]", "xgboost", "pandas")
-DEFAULT_PEERS_VENV = common.BENCHMARKS_DIR / ".peers-venv"
+# One virtual environment per peer: installed together, pip's resolver settles the three's
+# conflicting pins by falling back to a years-old BentoML.
+PEER_PACKAGES = {"mlflow": ("mlflow", "xgboost", "pandas"),
+                 "bentoml": ("bentoml>=1.4", "xgboost"),
+                 "rayserve": ("ray[serve]", "xgboost")}
+DEFAULT_PEERS_VENVS = common.BENCHMARKS_DIR / ".peers-venvs"
 XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
 ROLE = "arn:aws:iam::000000000000:role/SageMakerRole"
 BUCKET = "serving-benchmark"
@@ -214,18 +219,20 @@ def wait_for_http(server: common.ServerProcess, url: str, timeout: float = 180) 
         time.sleep(0.25)
 
 
-def ensure_peers_venv(venv: Path) -> Path:
-    """The peers' Python, creating their virtual environment on first use."""
+def ensure_peer_venv(venvs: Path, peer: str) -> Path:
+    """The peer's Python, creating its virtual environment on first use."""
+    venv = venvs.resolve() / peer
+    packages = PEER_PACKAGES[peer]
     python = venv / "bin" / "python"
     if not python.exists():
-        print(f"creating {venv} with {', '.join(PEER_PACKAGES)} (first run only; minutes)",
+        print(f"creating {venv} with {', '.join(packages)} (first run only; minutes)",
               flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"],
                        check=True)
         # grpcio (ray's) only as a wheel: an sdist needs a build toolchain
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--prefer-binary",
-                        "--only-binary", "grpcio", *PEER_PACKAGES], check=True)
+                        "--only-binary", "grpcio", *packages], check=True)
     return python
 
 
@@ -234,7 +241,8 @@ def csv_row(row: list[float]) -> bytes:
 
 
 @contextlib.contextmanager
-def openmaker_target(model: Path, row: list[float], presigned: bool
+def openmaker_target(model: Path, row: list[float], presigned: bool,
+                     profile: Path | None = None, profile_clock: str = "wall"
                      ) -> Iterator[tuple[Target, Callable[[float, float], float | None], dict]]:
     """An openmaker endpoint serving the booster; the target, a function giving the router's
     OverheadLatency p50 (ms) between two epoch times, and facts about the client side."""
@@ -242,7 +250,7 @@ def openmaker_target(model: Path, row: list[float], presigned: bool
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
-    with common.openmaker_server() as server:
+    with common.openmaker_server(profile, profile_clock) as server:
         s3 = common.s3_client(server.url)
         s3.create_bucket(Bucket=BUCKET)
         s3.put_object(Bucket=BUCKET, Key="xgb/model.tar.gz", Body=model_tarball(model))
@@ -437,7 +445,11 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=5.0,
                         help="measured seconds per concurrency level (default 5)")
     parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--peers-venv", type=Path, default=DEFAULT_PEERS_VENV)
+    parser.add_argument("--peers-venvs", type=Path, default=DEFAULT_PEERS_VENVS,
+                        help="where each peer's virtual environment is (made on first use)")
+    parser.add_argument("--profile", type=Path, help="run openmaker's server under cProfile "
+                        "on every thread and print the top functions (records no results)")
+    parser.add_argument("--profile-clock", choices=("wall", "cpu"), default="wall")
     args = parser.parse_args()
     common.isolate_aws_environment()
     note = common.load_note()
@@ -445,9 +457,8 @@ def main() -> int:
         print(note)
     workdir = Path(tempfile.mkdtemp(prefix="serving-bench-"))
     model, row = train_booster(workdir)
-    python = None
-    if any(system in PEERS for system in args.systems):
-        python = ensure_peers_venv(args.peers_venv)
+    pythons = {peer: ensure_peer_venv(args.peers_venvs, peer)
+               for peer in PEERS if peer in args.systems}
     results: dict[str, dict] = {}
     for system in args.systems:
         print(f"--- {system}", flush=True)
@@ -455,11 +466,12 @@ def main() -> int:
         overhead = None
         try:
             if system.startswith("openmaker"):
-                context = openmaker_target(model, row, system == "openmaker-presigned")
+                context = openmaker_target(model, row, system == "openmaker-presigned",
+                                           args.profile, args.profile_clock)
             elif system == "null":
                 context = null_target(row)
             else:
-                context = peer_target(system, python, model, row)
+                context = peer_target(system, pythons[system], model, row)
             with context as served:
                 if system.startswith("openmaker"):
                     target, overhead, extra = served
@@ -482,6 +494,9 @@ def main() -> int:
         except Exception as error:  # one peer failing to start must not lose the others
             print(f"  {system} failed: {error}", flush=True)
             results[system] = {"failed": str(error)[-2000:]}
+    if args.profile is not None:
+        common.print_profile(args.profile)
+        return 0
     report(results, args, note)
     return 0
 
