@@ -29,6 +29,7 @@ FILE_VALUES: dict[str, object] = {
     "max_clock_skew_seconds": 60,
     "spot_interruption_after_seconds": 30,
     "spot_capacity_wait_seconds": 5,
+    "serverless_idle_seconds": 600,
 }
 # ... and a different one again, as an environment variable would hold it.
 ENV_VALUES: dict[str, object] = {
@@ -46,6 +47,7 @@ ENV_VALUES: dict[str, object] = {
     "max_clock_skew_seconds": 120,
     "spot_interruption_after_seconds": 45,
     "spot_capacity_wait_seconds": 0,
+    "serverless_idle_seconds": 30,
 }
 
 

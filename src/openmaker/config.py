@@ -44,6 +44,8 @@ class Settings:
     # training (None: never), then wait this long for "capacity" (unbilled) before resuming.
     spot_interruption_after_seconds: int | None = None
     spot_capacity_wait_seconds: int = 2
+    # Serverless variants stop their instances after this long without a request.
+    serverless_idle_seconds: int = 300
 
     @property
     def auth_enabled(self) -> bool:
@@ -103,6 +105,9 @@ _SOURCES: dict[str, tuple[str, str, str, type]] = {
     "spot_capacity_wait_seconds": (
         "OPENMAKER_SPOT_CAPACITY_WAIT_SECONDS", "training", "spot_capacity_wait_seconds", int,
     ),
+    "serverless_idle_seconds": (
+        "OPENMAKER_SERVERLESS_IDLE_SECONDS", "hosting", "serverless_idle_seconds", int,
+    ),
 }
 
 
@@ -141,7 +146,7 @@ def _read_toml(path: Path) -> dict:
             document = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    for section in ("server", "storage", "database", "auth", "training"):
+    for section in ("server", "storage", "database", "auth", "training", "hosting"):
         if not isinstance(document.get(section, {}), dict):
             raise ConfigError(
                 f"{path}: {section} must be a table ([{section}] on a line of its own), "
@@ -223,7 +228,8 @@ def _check(settings: Settings) -> None:
             f"server port must be between 0 and 65535, got {settings.port} "
             "(OPENMAKER_PORT or [server] port)"
         )
-    for name in ("spot_interruption_after_seconds", "spot_capacity_wait_seconds"):
+    for name in ("spot_interruption_after_seconds", "spot_capacity_wait_seconds",
+                 "serverless_idle_seconds"):
         value = getattr(settings, name)
         if value is not None and value < 0:
             env_name, section, key, _ = _SOURCES[name]

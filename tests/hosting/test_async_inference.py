@@ -144,6 +144,8 @@ def test_async_request_writes_the_predictions_and_notifies_success(hosting):
     answer = runtime.invoke_endpoint_async(EndpointName=name, InputLocation=location,
                                            ContentType="text/csv", InferenceId="first")
     assert answer["OutputLocation"] == f"s3://{BUCKET}/{name}/out/first.out"
+    assert answer["InferenceId"] == "first"
+    assert answer["ResponseMetadata"]["HTTPStatusCode"] == 202
     assert answer["FailureLocation"] == f"s3://{BUCKET}/{name}/failed/first-error.out"
     predictions = [float(v) for v in wait_object(server, answer["OutputLocation"])
                    .decode().replace("\n", ",").strip(",").split(",")]

@@ -161,7 +161,7 @@ def dims(variant: str = "AllTraffic", endpoint: str = ENDPOINT) -> list[dict]:
 
 def test_list_metrics_of_the_sagemaker_namespace(cloudwatch):
     listed = cloudwatch.list_metrics(Namespace=NAMESPACE)["Metrics"]
-    assert len(listed) == 3 * 7  # early/AllTraffic, Sales-Endpoint/AllTraffic and /Canary
+    assert len(listed) == 3 * 8  # early/AllTraffic, Sales-Endpoint/AllTraffic and /Canary
     canary = cloudwatch.list_metrics(Namespace=NAMESPACE, Dimensions=[
         {"Name": "EndpointName", "Value": ENDPOINT}, {"Name": "VariantName", "Value": "Canary"}])
     assert canary["Metrics"] == [{"Namespace": NAMESPACE, "MetricName": name,
@@ -174,7 +174,7 @@ def test_list_metrics_of_the_sagemaker_namespace(cloudwatch):
     assert cloudwatch.list_metrics(Namespace=NAMESPACE, Dimensions=[
         {"Name": "TrainingJobName"}])["Metrics"] == []
     assert cloudwatch.list_metrics(Namespace="/aws/sagemaker/TrainingJobs")["Metrics"] == []
-    assert len(cloudwatch.list_metrics()["Metrics"]) == 21
+    assert len(cloudwatch.list_metrics()["Metrics"]) == 24
     assert cloudwatch.list_metrics(Namespace=NAMESPACE, RecentlyActive="PT3H")["Metrics"]
 
 

@@ -79,8 +79,11 @@ def _input_members(operation, request: Request, name: str, body: bytes) -> dict:
 
 
 def _output_response(operation, request: Request, result: dict) -> Response:
+    """Header members as headers; a blob payload member as the raw body, else the other
+    members as a JSON body; the status the operation's model gives (202 for async)."""
     headers = [("x-amzn-requestid", request.request_id)]
-    payload = b""
+    payload: bytes | None = None
+    document = {}
     for member, shape in operation.output_shape.members.items():
         value = result.get(member)
         if value is None:
@@ -89,4 +92,9 @@ def _output_response(operation, request: Request, result: dict) -> Response:
             headers.append((shape.serialization["name"].lower(), str(value)))
         elif shape.type_name == "blob":
             payload = value
-    return Response(200, headers, payload)
+        else:
+            document[shape.serialization.get("name", member)] = value
+    if payload is None:
+        payload = json.dumps(document).encode()
+        headers.append(("content-type", CONTENT_TYPE))
+    return Response(operation.http.get("responseCode", 200), headers, payload)

@@ -114,6 +114,9 @@ def serve(settings: Settings, log_level: str = "warning") -> None:
     from openmaker.hosting.endpoints import recover_endpoints
 
     recover_endpoints(platform)  # endpoints the previous server served are built again
+    from openmaker.hosting.async_inference import resume_async_inference
+
+    resume_async_inference(platform)  # queued asynchronous requests go on being processed
     from openmaker.autoscaling.scaler import resume_scaling
 
     resume_scaling(platform)  # scalable targets registered before go on being scaled

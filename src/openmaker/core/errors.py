@@ -220,6 +220,10 @@ ModelNotReadyException = _error(
     "ModelNotReadyException", "ModelNotReadyException", 429,
     "SageMaker Runtime: the target model is not loaded yet.",
 )
+ThrottlingException = _error(
+    "ThrottlingException", "ThrottlingException", 400,
+    "Too many requests at once (a serverless variant's MaxConcurrency).",
+)
 ServiceUnavailable = _error(
     "ServiceUnavailable", "ServiceUnavailable", 503,
     "The service (here: every instance of the variant) cannot take the request now.",

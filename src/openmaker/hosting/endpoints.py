@@ -93,10 +93,6 @@ def _checked_config(platform: Platform, config_name: str) -> dict:
     variants = [*config["ProductionVariants"], *(config.get("ShadowProductionVariants") or [])]
     for variant in variants:
         model_containers(get_model(platform, variant["ModelName"]))
-        if variant.get("ServerlessConfig"):
-            raise errors.ValidationException(
-                f"EndpointConfigName: variant {variant['VariantName']!r} is serverless, which "
-                "openmaker endpoints do not serve yet")
     return config
 
 
@@ -201,10 +197,15 @@ def update_endpoint_weights_and_capacities(ctx: RequestContext, params: dict) ->
             raise errors.ValidationException(
                 f"DesiredWeightsAndCapacities.{index}.VariantName: endpoint {name} has no "
                 f"variant {change['VariantName']!r}")
+        serverless = routes.current.variants[change["VariantName"]].serverless
         if change.get("ServerlessUpdateConfig"):
             raise errors.ValidationException(
-                f"DesiredWeightsAndCapacities.{index}.ServerlessUpdateConfig: serverless "
-                "variants are not served by openmaker yet")
+                f"DesiredWeightsAndCapacities.{index}.ServerlessUpdateConfig: changing a "
+                "serverless variant's config in place is not implemented; use UpdateEndpoint")
+        if serverless and change.get("DesiredInstanceCount") is not None:
+            raise errors.ValidationException(
+                f"DesiredWeightsAndCapacities.{index}.DesiredInstanceCount: variant "
+                f"{change['VariantName']!r} is serverless; it has no instance count")
     for change in desired:
         if "DesiredWeight" in change:
             routes.current.variants[change["VariantName"]].weight = float(change["DesiredWeight"])
@@ -297,14 +298,19 @@ def _summaries(running: Fleet, desired: dict[str, int | None] | None = None) -> 
     for variant in running.variants.values():
         count = len(variant.instances)
         target = (desired or {}).get(variant.name)
-        summaries.append({
+        summary: dict[str, Any] = {
             "VariantName": variant.name,
             "DeployedImages": [{"SpecifiedImage": variant.image,
                                 "ResolvedImage": variant.image}],
             "CurrentWeight": variant.weight, "DesiredWeight": variant.weight,
-            "CurrentInstanceCount": count,
-            "DesiredInstanceCount": count if target is None else int(target),
-        })
+        }
+        if variant.serverless:
+            summary.update(CurrentServerlessConfig=variant.serverless,
+                           DesiredServerlessConfig=variant.serverless)
+        else:
+            summary.update(CurrentInstanceCount=count,
+                           DesiredInstanceCount=count if target is None else int(target))
+        summaries.append(summary)
     return summaries
 
 

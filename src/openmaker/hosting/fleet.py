@@ -48,6 +48,7 @@ MAX_CONCURRENT_REQUESTS = 64
 FRAMEWORKS = {"sagemaker-scikit-learn": "sklearn", "sagemaker-xgboost": "xgboost",
               "pytorch-inference": "pytorch", "pytorch-training": "pytorch"}
 CONTAINER_MODEL_DIR = "/opt/ml/model"
+ASYNC_MAX_PAYLOAD_BYTES = 1024 ** 3
 _generations = itertools.count(1)
 
 
@@ -89,6 +90,21 @@ class Instance:
         if self.handle is not None and self.handle.running:
             self.handle.stop(grace_seconds=5)
 
+    def memory_bytes(self) -> int | None:
+        """The resident memory of the instance's processes (Linux), None if unknown."""
+        if self.handle is None:
+            return None
+        total = 0
+        for pid in self.handle.pids.values():
+            try:
+                with open(f"/proc/{pid}/status") as status:
+                    for line in status:
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1]) * 1024
+            except OSError:
+                return None
+        return total
+
     def output(self, line: str) -> bool:
         """Keep an output line for the log; whether enough are waiting to write them."""
         self.tail.append(line)
@@ -112,6 +128,7 @@ class Stage:
     directory: Path
     archive: Path | None
     pipeline: bool = False  # one of several containers
+    max_payload_bytes: int | None = None  # the model server's request limit, if not 6 MB
     instances: list[Instance] = field(default_factory=list)
     _next: itertools.count = field(default_factory=itertools.count)
     _numbers: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -138,6 +155,10 @@ class Variant:
     mode: str = "Serial"
     shadow: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+    serverless: dict | None = None  # the variant's ServerlessConfig
+    concurrency: threading.BoundedSemaphore | None = None  # serverless MaxConcurrency
+    last_request: float = field(default_factory=time.monotonic)
+    _cold_start: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def image(self) -> str:
@@ -150,6 +171,12 @@ class Variant:
 
     def stage(self, hostname: str) -> Stage | None:
         return next((s for s in self.stages if s.hostname == hostname), None)
+
+    @property
+    def memory_limit_bytes(self) -> int | None:
+        if not self.serverless:
+            return None
+        return int(self.serverless["MemorySizeInMB"]) * 1024 * 1024
 
 
 @dataclass(eq=False)
@@ -215,6 +242,16 @@ class Fleet:
             instance.stop()
             shutil.rmtree(instance.root.parent.parent, ignore_errors=True)
 
+    def cold_start(self, variant: Variant) -> float | None:
+        """Start a serverless variant that has scaled to zero; the seconds the start took,
+        or None when another request had started it (or it was running)."""
+        with variant._cold_start:
+            if all(stage.pick() is not None for stage in variant.stages):
+                return None
+            started = time.monotonic()
+            self.add_instance(variant)
+            return time.monotonic() - started
+
     def set_capacity(self, variant: Variant, count: int) -> None:
         while len(variant.instances) < count:
             self.add_instance(variant)
@@ -223,13 +260,39 @@ class Fleet:
 
     # -- health -----------------------------------------------------------------------------
     def _monitor(self) -> None:
+        idle = self.platform.settings.serverless_idle_seconds
         while not self._stopped.wait(MONITOR_SECONDS):
             for variant, stage in self.all_stages():
                 for instance in list(stage.instances):
                     write_log(self.platform, self.endpoint, instance)
-                    if self._stopped.is_set() or instance.running:
+                    if self._stopped.is_set():
                         continue
-                    self._replace(variant, stage, instance)
+                    if variant.serverless and instance.running:
+                        self._check_memory(variant, instance)
+                    if instance.running:
+                        continue
+                    if variant.serverless:  # no replacement: the next request starts one
+                        with variant.lock:
+                            stage.instances = [i for i in stage.instances if i is not instance]
+                    else:
+                        self._replace(variant, stage, instance)
+            for variant in self.all_variants():
+                if variant.serverless and variant.instances and \
+                        time.monotonic() - variant.last_request > idle:
+                    log.info("endpoint %s: serverless variant %s idle for %ss; scaling to "
+                             "zero", self.endpoint, variant.name, idle)
+                    while variant.instances:
+                        self.remove_instance(variant)
+
+    def _check_memory(self, variant: Variant, instance: Instance) -> None:
+        limit = variant.memory_limit_bytes
+        used = instance.memory_bytes()
+        if limit is not None and used is not None and used > limit:
+            instance.output(f"openmaker: the instance uses {used // (1024 * 1024)} MB, more "
+                            f"than the variant's MemorySizeInMB "
+                            f"({limit // (1024 * 1024)}); stopping it")
+            write_log(self.platform, self.endpoint, instance)
+            instance.stop()
 
     def _replace(self, variant: Variant, stage: Stage, dead: Instance) -> None:
         log.warning("endpoint %s: instance %s of variant %s stopped; starting a new one",
@@ -274,11 +337,18 @@ def build_fleet(platform: Platform, endpoint: str, config: dict) -> Fleet:
                 stages.append(Stage(container["ContainerHostname"], container, stage_dir,
                                     _fetch(platform, container.get("ModelDataUrl"), stage_dir)
                                     if container.get("Mode") != "MultiModel" else None,
-                                    pipeline=len(containers) > 1))
+                                    pipeline=len(containers) > 1,
+                                    max_payload_bytes=ASYNC_MAX_PAYLOAD_BYTES
+                                    if config.get("AsyncInferenceConfig") else None))
             mode = (model.get("InferenceExecutionConfig") or {}).get("Mode", "Serial")
+            serverless = spec.get("ServerlessConfig")
             variant = Variant(spec["VariantName"], float(spec.get("InitialVariantWeight", 1.0)),
-                              stages, mode=mode, shadow=shadow)
+                              stages, mode=mode, shadow=shadow, serverless=serverless)
             (running.shadows if shadow else running.variants)[variant.name] = variant
+            if serverless:  # no instance until the first request: a cold start
+                variant.concurrency = threading.BoundedSemaphore(
+                    int(serverless["MaxConcurrency"]))
+                continue
             for stage in stages:
                 stage.instances = [_start_instance(platform, endpoint, variant.name, stage)
                                    for _ in range(int(spec.get("InitialInstanceCount", 1)))]
@@ -324,6 +394,8 @@ def _serving_command(platform: Platform, stage: Stage,
     kind = inference_image(container["Image"], env)
     env.update({"SAGEMAKER_BIND_TO_PORT": str(instance.port), "SM_MODEL_DIR":
                 str(instance.model_dir), "PYTHONUNBUFFERED": "1"})
+    if stage.max_payload_bytes is not None:  # asynchronous requests carry up to 1 GB
+        env.setdefault("MAX_CONTENT_LENGTH", str(stage.max_payload_bytes))
     if container.get("Mode") == "MultiModel":
         # The server fetches each model from the object store on first use.
         key_id, secret = _credentials(platform)

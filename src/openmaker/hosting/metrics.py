@@ -65,6 +65,8 @@ METRICS: dict[str, tuple[str, Callable[[Any], float]]] = {
     "InvocationModelErrors": ("None", lambda row: 0.0 if 200 <= row.status < 300 else 1.0),
     "ModelLatency": ("Microseconds", lambda row: row.model_latency_us),
     "OverheadLatency": ("Microseconds", lambda row: row.overhead_latency_us),
+    # Only requests that waited for a serverless cold start (or a model load) have one.
+    "ModelSetupTime": ("Microseconds", lambda row: row.model_setup_us),
 }
 """Metric name: (CloudWatch unit, the row's value)."""
 
@@ -80,6 +82,7 @@ _rows = sa.Table(
     sa.Column("model_latency_us", sa.Double, nullable=False),
     sa.Column("overhead_latency_us", sa.Double, nullable=False),
     sa.Column("instance_count", sa.Integer, nullable=False),
+    sa.Column("model_setup_us", sa.Double, nullable=True),
     sa.Index("endpoint_metrics_by_time", "endpoint_key", "variant", "timestamp", "id"),
 )
 
@@ -187,9 +190,11 @@ def endpoint_metric_store(platform: Platform) -> EndpointMetricStore:
 
 def record_invocation(platform: Platform, endpoint: str, variant: str, *, status: int,
                       model_latency_us: float, overhead_latency_us: float,
-                      instance_count: int, when: datetime) -> None:
+                      instance_count: int, when: datetime,
+                      model_setup_us: float | None = None) -> None:
     """Keep one invocation of ``endpoint``'s ``variant``; ``status`` is the container's
-    HTTP status, 0 when no container answered. Never raises."""
+    HTTP status, 0 when no container answered; ``model_setup_us`` the time the request
+    waited for a serverless cold start. Never raises."""
     try:
         moment = when.replace(tzinfo=UTC) if when.tzinfo is None else when
         endpoint_metric_store(platform).add({
@@ -197,7 +202,8 @@ def record_invocation(platform: Platform, endpoint: str, variant: str, *, status
             "timestamp": math.floor(moment.timestamp() * 1000), "status": int(status),
             "model_latency_us": float(model_latency_us),
             "overhead_latency_us": float(overhead_latency_us),
-            "instance_count": int(instance_count)})
+            "instance_count": int(instance_count),
+            "model_setup_us": None if model_setup_us is None else float(model_setup_us)})
     except Exception:  # metrics must never fail the request
         log.exception("could not record an invocation of endpoint %s variant %s",
                       endpoint, variant)
@@ -231,8 +237,9 @@ def endpoint_points(platform: Platform, endpoint: str, variant: str, metric_name
     if entry is None:
         return []
     value = entry[1]
-    return [EndpointPoint(metric_name, row.timestamp, value(row)) for row in
-            endpoint_metric_store(platform).rows(endpoint, variant, start_ms, end_ms)]
+    points = (EndpointPoint(metric_name, row.timestamp, value(row)) for row in
+              endpoint_metric_store(platform).rows(endpoint, variant, start_ms, end_ms))
+    return [point for point in points if point.value is not None]
 
 
 def invocation_count(platform: Platform, endpoint: str, variant: str, since: float,

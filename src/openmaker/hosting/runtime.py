@@ -111,13 +111,18 @@ def route_invocation(platform: Platform, endpoint: str, body: bytes, *,
             else f"TargetModel: endpoint {endpoint} is not a multi-model endpoint")
     if target_model is not None:
         headers["X-Amzn-SageMaker-Target-Model"] = target_model
-    answer = _send(variant, body, headers, target_container)
+    setup_seconds = None
+    if variant.serverless is not None:
+        setup_seconds, answer = _serverless(running, variant, body, headers, target_container)
+    else:
+        answer = _send(variant, body, headers, target_container)
     status = answer.status
-    overhead_us = max(0.0, (time.perf_counter() - received - answer.model_seconds) * 1e6)
+    overhead_us = max(0.0, (time.perf_counter() - received - answer.model_seconds
+                            - (setup_seconds or 0.0)) * 1e6)
     observed = _Observed(platform, endpoint, running, variant.name, body, content_type,
                          inference_id)
     observed.record(status, answer.body, answer.content_type, answer.model_seconds * 1e6,
-                    overhead_us)
+                    overhead_us, setup_us=None if setup_seconds is None else setup_seconds * 1e6)
     if running.shadows:
         _mirror(observed, running, headers)
     if multi_model and status == 404:
@@ -138,6 +143,25 @@ def route_invocation(platform: Platform, endpoint: str, body: bytes, *,
                       variant.name, answer.custom_attributes)
 
 
+def _serverless(running: Fleet, variant: Variant, body: bytes, headers: dict[str, str],
+                target_container: str | None) -> tuple[float | None, _Answer]:
+    """A serverless variant's request: refused beyond ``MaxConcurrency`` requests at once
+    (``ThrottlingException``), and starting the variant first when it has scaled to zero
+    (the cold start's seconds are returned, None without one)."""
+    assert variant.concurrency is not None and variant.serverless is not None
+    if not variant.concurrency.acquire(blocking=False):
+        raise errors.ThrottlingException(
+            f"Variant {variant.name} already has its MaxConcurrency "
+            f"({variant.serverless['MaxConcurrency']}) requests in flight; retry later.")
+    try:
+        variant.last_request = time.monotonic()
+        setup = running.cold_start(variant)
+        return setup, _send(variant, body, headers, target_container)
+    finally:
+        variant.last_request = time.monotonic()
+        variant.concurrency.release()
+
+
 @dataclass
 class _Observed:
     """One request, for data capture and the endpoint's metrics (neither may fail it)."""
@@ -153,7 +177,8 @@ class _Observed:
     when: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def record(self, status: int, answer: bytes | None, answer_type: str | None,
-               model_us: float, overhead_us: float, variant: str | None = None) -> None:
+               model_us: float, overhead_us: float, variant: str | None = None,
+               setup_us: float | None = None) -> None:
         variant = variant or self.variant
         try:
             from openmaker.hosting.metrics import record_invocation
@@ -161,7 +186,7 @@ class _Observed:
             record_invocation(self.platform, self.endpoint, variant, status=status,
                               model_latency_us=model_us, overhead_latency_us=overhead_us,
                               instance_count=max(1, self.fleet.instance_count()),
-                              when=self.when)
+                              when=self.when, model_setup_us=setup_us)
         except Exception:  # metrics must never fail a request
             log.debug("endpoint %s: recording metrics failed", self.endpoint, exc_info=True)
         config = self.fleet.capture
