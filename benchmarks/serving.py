@@ -80,7 +80,7 @@ def train_booster(workdir: Path) -> tuple[Path, list[float]]:
     labels = features @ rng.normal(size=FEATURES) + rng.normal(size=10_000)
     booster = xgboost.train({"objective": "reg:squarederror", "max_depth": 6, "nthread": 2},
                             xgboost.DMatrix(features, label=labels), TREES)
-    path = workdir / "xgboost-model"
+    path = workdir / "model.ubj"  # the suffix tells the peers' xgboost the format
     path.write_bytes(bytes(booster.save_raw(raw_format="ubj")))
     return path, [float(f"{v:.6g}") for v in features[0]]
 
