@@ -12,8 +12,13 @@ Endpoint invocations are namespace ``AWS/SageMaker`` with dimensions ``EndpointN
 ``VariantName`` (both, as SageMaker publishes them): ``Invocations``,
 ``InvocationsPerInstance``, ``Invocation4XXErrors``, ``Invocation5XXErrors``,
 ``InvocationModelErrors`` (unit ``None``), ``ModelLatency`` and ``OverheadLatency`` (unit
-``Microseconds``), read through :mod:`openmaker.hosting.metrics`. Other namespaces hold no
-metrics here, so they list nothing and return no datapoints.
+``Microseconds``), read through :mod:`openmaker.hosting.metrics`. The endpoints' instance
+metrics are namespace ``/aws/sagemaker/Endpoints`` with the same two dimensions:
+``CPUUtilization``, ``MemoryUtilization`` and ``DiskUtilization`` (unit ``Percent``), one
+point per second, each the average over the variant's instances of one sample (so a
+period's ``Average`` is the variant's mean instance usage, its ``Maximum`` the busiest
+second). Other namespaces hold no metrics here, so they list nothing and return no
+datapoints.
 
 Datapoints aggregate the points in ``Period``-second buckets as CloudWatch does: the start
 time is rounded down (to the period for the high-resolution periods 1, 5, 10, 20 and 30,
@@ -57,6 +62,7 @@ UNIT = "None"
 ENDPOINT_NAMESPACE = endpoint_metrics.NAMESPACE
 ENDPOINT_DIMENSION = endpoint_metrics.ENDPOINT_DIMENSION
 VARIANT_DIMENSION = endpoint_metrics.VARIANT_DIMENSION
+INSTANCE_NAMESPACE = endpoint_metrics.INSTANCE_NAMESPACE
 LIST_PAGE_SIZE = 500
 MAX_QUERIES = 500
 DEFAULT_MAX_DATAPOINTS = 100_800
@@ -135,17 +141,38 @@ class EndpointSeries:
         return endpoint_metrics.metric_unit(self.metric_name) or UNIT
 
 
+@dataclass(frozen=True)
+class InstanceSeries:
+    """The points behind one instance metric of an endpoint: one variant's."""
+
+    endpoint: str
+    variant: str
+    metric_name: str
+
+    @property
+    def unit(self) -> str:
+        return endpoint_metrics.instance_metric_unit(self.metric_name) or UNIT
+
+
+AnySeries = Series | EndpointSeries | InstanceSeries
+
+
 def series_for(namespace: str | None, metric_name: str | None,
-               dimensions: Sequence[dict[str, str]] | None,
-               ) -> Series | EndpointSeries | None:
+               dimensions: Sequence[dict[str, str]] | None) -> AnySeries | None:
     """The series a metric names, or None when no points can belong to it (another
     namespace, or a dimension set SageMaker does not publish). CloudWatch matches the
     dimension set exactly, so ``TrainingJobName`` and ``Host`` are never combined, and an
     endpoint metric needs both ``EndpointName`` and ``VariantName``."""
-    if namespace not in (NAMESPACE, ENDPOINT_NAMESPACE) or not metric_name:
+    if namespace not in (NAMESPACE, ENDPOINT_NAMESPACE, INSTANCE_NAMESPACE) or not metric_name:
         return None
     given = {d.get("Name"): d.get("Value") for d in dimensions or ()}
     if len(given) != len(dimensions or ()):
+        return None
+    if namespace == INSTANCE_NAMESPACE:
+        if (set(given) == {ENDPOINT_DIMENSION, VARIANT_DIMENSION} and all(given.values())
+                and endpoint_metrics.instance_metric_unit(metric_name) is not None):
+            return InstanceSeries(given[ENDPOINT_DIMENSION], given[VARIANT_DIMENSION],
+                                  metric_name)
         return None
     if namespace == ENDPOINT_NAMESPACE:
         if (set(given) == {ENDPOINT_DIMENSION, VARIANT_DIMENSION} and all(given.values())
@@ -212,12 +239,21 @@ def statistic(name: str, values: Sequence[float]) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(rank) - 1))]
 
 
-def _points(ctx: RequestContext, series: Series | EndpointSeries, start_ms: int, end_ms: int,
+def _points(ctx: RequestContext, series: AnySeries, start_ms: int, end_ms: int,
             ) -> list[training_metrics.MetricPoint] | list[endpoint_metrics.EndpointPoint]:
+    return series_points(ctx.platform, series, start_ms, end_ms)
+
+
+def series_points(platform: Platform, series: AnySeries, start_ms: int, end_ms: int,
+                  ) -> list[training_metrics.MetricPoint] | list[endpoint_metrics.EndpointPoint]:
+    """The points of ``series`` in ``[start_ms, end_ms)``, read from the area keeping them."""
     if isinstance(series, EndpointSeries):
-        return endpoint_metrics.endpoint_points(ctx.platform, series.endpoint, series.variant,
+        return endpoint_metrics.endpoint_points(platform, series.endpoint, series.variant,
                                                 series.metric_name, start_ms, end_ms)
-    return training_metrics.metric_points(ctx.platform, series.job, series.metric_name,
+    if isinstance(series, InstanceSeries):
+        return endpoint_metrics.instance_points(platform, series.endpoint, series.variant,
+                                                series.metric_name, start_ms, end_ms)
+    return training_metrics.metric_points(platform, series.job, series.metric_name,
                                           start_ms, end_ms, series.host)
 
 
@@ -276,6 +312,9 @@ def list_metrics(ctx: RequestContext, params: dict) -> dict:
         if namespace in (None, ENDPOINT_NAMESPACE):
             metrics += _listed_endpoint_metrics(ctx, params.get("MetricName"), filters,
                                                 params.get("RecentlyActive"))
+        if namespace in (None, INSTANCE_NAMESPACE):
+            metrics += _listed_endpoint_metrics(ctx, params.get("MetricName"), filters,
+                                                params.get("RecentlyActive"), instances=True)
     page = metrics[offset:offset + LIST_PAGE_SIZE]
     result: dict[str, Any] = {"Metrics": page}
     if params.get("IncludeLinkedAccounts"):
@@ -310,20 +349,28 @@ def _listed_metrics(ctx: RequestContext, metric_name: str | None, filters: list[
 
 
 def _listed_endpoint_metrics(ctx: RequestContext, metric_name: str | None,
-                             filters: list[dict], recently_active: str | None) -> list[dict]:
+                             filters: list[dict], recently_active: str | None, *,
+                             instances: bool = False) -> list[dict]:
+    """Each variant's invocation metrics (or, with ``instances``, its instance metrics)."""
     wanted = {f["Name"]: f.get("Value") for f in filters}
     if set(wanted) - {ENDPOINT_DIMENSION, VARIANT_DIMENSION}:
         return []
-    if metric_name is not None and endpoint_metrics.metric_unit(metric_name) is None:
+    if instances:
+        namespace, known = INSTANCE_NAMESPACE, endpoint_metrics.INSTANCE_METRICS
+        find = endpoint_metrics.instance_series
+    else:
+        namespace, known = ENDPOINT_NAMESPACE, endpoint_metrics.METRICS
+        find = endpoint_metrics.endpoint_series
+    if metric_name is not None and metric_name not in known:
         return []
-    names = [metric_name] if metric_name is not None else list(endpoint_metrics.METRICS)
+    names = [metric_name] if metric_name is not None else list(known)
     since = _now_ms() - RECENTLY_ACTIVE_MS if recently_active == "PT3H" else None
     listed = []
-    for entry in endpoint_metrics.endpoint_series(
-            ctx.platform, wanted.get(ENDPOINT_DIMENSION), wanted.get(VARIANT_DIMENSION), since):
+    for entry in find(ctx.platform, wanted.get(ENDPOINT_DIMENSION),
+                      wanted.get(VARIANT_DIMENSION), since):
         dimensions = [{"Name": ENDPOINT_DIMENSION, "Value": entry["EndpointName"]},
                       {"Name": VARIANT_DIMENSION, "Value": entry["VariantName"]}]
-        listed += [{"Namespace": ENDPOINT_NAMESPACE, "MetricName": name,
+        listed += [{"Namespace": namespace, "MetricName": name,
                     "Dimensions": dimensions} for name in names]
     return listed
 
@@ -503,11 +550,6 @@ def period_statistics(platform: Platform, namespace: str | None, metric_name: st
     series = series_for(namespace, metric_name, dimensions)
     if series is None or (unit is not None and unit != series.unit):
         return {}
-    if isinstance(series, EndpointSeries):
-        points: Iterable[Any] = endpoint_metrics.endpoint_points(
-            platform, series.endpoint, series.variant, series.metric_name, start_ms, end_ms)
-    else:
-        points = training_metrics.metric_points(platform, series.job, series.metric_name,
-                                                start_ms, end_ms, series.host)
+    points: Iterable[Any] = series_points(platform, series, start_ms, end_ms)
     return {bucket: statistic(stat, values)
             for bucket, values in bucket_values(points, start_ms, period)}

@@ -13,6 +13,18 @@ with dimensions ``EndpointName, VariantName``; each row is one point of each met
 ``Invocation5XXErrors`` 1 for a 4xx / 5xx status else 0, ``InvocationModelErrors`` 1 for
 any status but 2xx (0 included: no answer, a timeout, a broken connection) else 0, and
 ``ModelLatency`` / ``OverheadLatency`` in microseconds.
+
+Instance metrics (section 6.2) are a table of their own, ``endpoint_instance_metrics``,
+served in namespace ``/aws/sagemaker/Endpoints`` with the same dimensions:
+``CPUUtilization`` (the instance's processes' CPU time over wall time, summed over cores:
+0-100 x cores), ``MemoryUtilization`` (their resident memory over the machine's, 0-100)
+and ``DiskUtilization`` (the file system holding the instance's directory, 0-100), unit
+``Percent``. The fleet's monitor samples each running instance every
+``fleet.MONITOR_SECONDS`` (one second) with :func:`instance_usage` and
+:func:`disk_percent` and records each sample with :func:`record_instance_usage`, passing
+the same ``when`` for every instance of one round: the samples of one variant at the same
+millisecond are averaged into one point, so each point is the variant's average over its
+instances, and CloudWatch's statistics aggregate those one-second points into periods.
 """
 
 from __future__ import annotations
@@ -20,11 +32,14 @@ from __future__ import annotations
 import atexit
 import logging
 import math
+import os
+import shutil
+import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +51,7 @@ from openmaker.core.platform import Platform
 log = logging.getLogger(__name__)
 
 NAMESPACE = "AWS/SageMaker"
+INSTANCE_NAMESPACE = "/aws/sagemaker/Endpoints"
 ENDPOINT_DIMENSION = "EndpointName"
 VARIANT_DIMENSION = "VariantName"
 SCHEMA_VERSION = 1
@@ -87,6 +103,30 @@ _rows = sa.Table(
 )
 
 
+INSTANCE_METRICS: dict[str, tuple[str, str]] = {
+    "CPUUtilization": ("Percent", "cpu_percent"),
+    "MemoryUtilization": ("Percent", "memory_percent"),
+    "DiskUtilization": ("Percent", "disk_percent"),
+}
+"""Instance metric name: (CloudWatch unit, column of ``endpoint_instance_metrics``)."""
+
+INSTANCE_SCHEMA_VERSION = 1
+_usage_metadata = sa.MetaData()
+_usage_rows = sa.Table(
+    "endpoint_instance_metrics", _usage_metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("endpoint_key", Key, nullable=False),  # the endpoint name in lower case
+    sa.Column("endpoint_name", sa.String, nullable=False),
+    sa.Column("variant", sa.String, nullable=False),
+    sa.Column("timestamp", sa.BigInteger, nullable=False),  # epoch milliseconds
+    sa.Column("cpu_percent", sa.Double, nullable=False),
+    sa.Column("memory_percent", sa.Double, nullable=False),
+    sa.Column("disk_percent", sa.Double, nullable=True),  # None: not known
+    sa.Index("endpoint_instance_metrics_by_time", "endpoint_key", "variant", "timestamp",
+             "id"),
+)
+
+
 def metric_unit(metric_name: str) -> str | None:
     """The CloudWatch unit of an endpoint metric, None for a name not published."""
     entry = METRICS.get(metric_name)
@@ -94,11 +134,18 @@ def metric_unit(metric_name: str) -> str | None:
 
 
 class EndpointMetricStore:
-    """Invocation rows of endpoints in the platform's database, written in batches."""
+    """Invocation rows of endpoints in the platform's database, written in batches (or,
+    given the instance table, the instances' usage samples)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, instances: bool = False) -> None:
         self._engine = make_engine(url)
-        create_schema(self._engine, _metadata, "endpoint-metrics", SCHEMA_VERSION)
+        if instances:
+            self._table, self._what = _usage_rows, "instance usage samples"
+            create_schema(self._engine, _usage_metadata, "endpoint-instance-metrics",
+                          INSTANCE_SCHEMA_VERSION)
+        else:
+            self._table, self._what = _rows, "invocations"
+            create_schema(self._engine, _metadata, "endpoint-metrics", SCHEMA_VERSION)
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._pending: list[dict[str, Any]] = []
@@ -115,8 +162,8 @@ class EndpointMetricStore:
             if len(self._pending) >= MAX_BUFFERED_ROWS:
                 self._dropped += 1
                 if self._dropped == 1 or self._dropped % 10_000 == 0:
-                    log.warning("endpoint metrics buffer full; %d invocations not recorded",
-                                self._dropped)
+                    log.warning("endpoint metrics buffer full; %d %s not recorded",
+                                self._dropped, self._what)
                 return
             self._pending.append(row)
 
@@ -128,14 +175,15 @@ class EndpointMetricStore:
                 return
             with writing(self._engine) as connection:
                 for start in range(0, len(rows), INSERT_BATCH):
-                    connection.execute(_rows.insert(), rows[start:start + INSERT_BATCH])
+                    connection.execute(self._table.insert(),
+                                       rows[start:start + INSERT_BATCH])
 
     def series(self, endpoint: str | None = None, variant: str | None = None,
                since_ms: int | None = None) -> list[tuple[str, str]]:
         """``(endpoint name, variant)`` of each variant with a row (at or after
         ``since_ms`` when given), ordered by endpoint key and variant."""
         self.flush()
-        c = _rows.c
+        c = self._table.c
         query = sa.select(c.endpoint_key, sa.func.max(c.endpoint_name), c.variant)
         if endpoint is not None:
             query = query.where(c.endpoint_key == endpoint.lower())
@@ -150,8 +198,8 @@ class EndpointMetricStore:
     def rows(self, endpoint: str, variant: str | None, start_ms: int, end_ms: int,
              ) -> list[Any]:
         self.flush()
-        c = _rows.c
-        query = sa.select(_rows).where(c.endpoint_key == endpoint.lower(),
+        c = self._table.c
+        query = sa.select(self._table).where(c.endpoint_key == endpoint.lower(),
                                        c.timestamp >= start_ms, c.timestamp < end_ms)
         if variant is not None:
             query = query.where(c.variant == variant)
@@ -169,7 +217,7 @@ def _flush_forever(store_ref: weakref.ref[EndpointMetricStore]) -> None:
         try:
             store.flush()
         except Exception:  # keep the rows of later flushes
-            log.exception("could not write endpoint metrics; these invocations are lost")
+            log.exception("could not write endpoint metrics; these %s are lost", store._what)
         del store
 
 
@@ -185,6 +233,20 @@ def endpoint_metric_store(platform: Platform) -> EndpointMetricStore:
         if store is None:
             store = _stores[platform] = EndpointMetricStore(
                 platform.settings.resolved_database_url)
+        return store
+
+
+_instance_stores: weakref.WeakKeyDictionary[Platform, EndpointMetricStore] = (
+    weakref.WeakKeyDictionary())
+
+
+def instance_usage_store(platform: Platform) -> EndpointMetricStore:
+    """The platform's store of instance usage samples, opened on first use."""
+    with _stores_lock:
+        store = _instance_stores.get(platform)
+        if store is None:
+            store = _instance_stores[platform] = EndpointMetricStore(
+                platform.settings.resolved_database_url, instances=True)
         return store
 
 
@@ -210,12 +272,14 @@ def record_invocation(platform: Platform, endpoint: str, variant: str, *, status
 
 
 def flush_endpoint_metrics(platform: Platform | None = None) -> None:
-    """Write the buffered invocations now (of ``platform``, or of every platform)."""
+    """Write the buffered invocations and instance usage samples now (of ``platform``, or
+    of every platform)."""
     with _stores_lock:
         if platform is None:
-            stores = list(_stores.values())
+            stores = list(_stores.values()) + list(_instance_stores.values())
         else:
-            stores = [_stores[platform]] if platform in _stores else []
+            stores = [kept[platform] for kept in (_stores, _instance_stores)
+                      if platform in kept]
     for store in stores:
         store.flush()
 
@@ -248,6 +312,156 @@ def invocation_count(platform: Platform, endpoint: str, variant: str, since: flo
     autoscaler's target tracking on ``SageMakerVariantInvocationsPerInstance`` reads."""
     return len(endpoint_metric_store(platform).rows(endpoint, variant, int(since * 1000),
                                                     int(until * 1000)))
+
+
+# --- instance usage ----------------------------------------------------------------------
+def record_instance_usage(platform: Platform, endpoint: str, variant: str, *,
+                          cpu_percent: float, memory_percent: float,
+                          disk_percent: float | None, when: datetime) -> None:
+    """Keep one usage sample of an instance of ``endpoint``'s ``variant`` (see the module
+    docstring: samples of one variant at the same ``when`` are averaged into one point).
+    Buffered like :func:`record_invocation`; never raises."""
+    try:
+        moment = when.replace(tzinfo=UTC) if when.tzinfo is None else when
+        instance_usage_store(platform).add({
+            "endpoint_key": endpoint.lower(), "endpoint_name": endpoint, "variant": variant,
+            "timestamp": math.floor(moment.timestamp() * 1000),
+            "cpu_percent": float(cpu_percent), "memory_percent": float(memory_percent),
+            "disk_percent": None if disk_percent is None else float(disk_percent)})
+    except Exception:  # metrics must never fail the fleet's monitor
+        log.exception("could not record the usage of an instance of endpoint %s variant %s",
+                      endpoint, variant)
+
+
+def instance_metric_unit(metric_name: str) -> str | None:
+    """The CloudWatch unit of an instance metric, None for a name not published."""
+    entry = INSTANCE_METRICS.get(metric_name)
+    return entry[0] if entry else None
+
+
+def instance_series(platform: Platform, endpoint: str | None = None,
+                    variant: str | None = None, since_ms: int | None = None,
+                    ) -> list[dict[str, str]]:
+    """``{EndpointName, VariantName}`` of each variant with usage samples (since
+    ``since_ms`` when given); the endpoint matched case-insensitively."""
+    return [{"EndpointName": name, "VariantName": var} for name, var in
+            instance_usage_store(platform).series(endpoint, variant, since_ms)]
+
+
+def instance_points(platform: Platform, endpoint: str, variant: str, metric_name: str,
+                    start_ms: int, end_ms: int) -> list[EndpointPoint]:
+    """The points of instance metric ``metric_name`` of one variant in ``[start_ms,
+    end_ms)``, in time order: the average of the samples taken at the same millisecond
+    (the variant's instances in one round of the monitor). Samples without a value (disk
+    usage not known) are left out."""
+    entry = INSTANCE_METRICS.get(metric_name)
+    if entry is None:
+        return []
+    column = entry[1]
+    by_time: dict[int, list[float]] = {}
+    for row in instance_usage_store(platform).rows(endpoint, variant, start_ms, end_ms):
+        value = getattr(row, column)
+        if value is not None:
+            by_time.setdefault(row.timestamp, []).append(value)
+    return [EndpointPoint(metric_name, stamp, math.fsum(values) / len(values))
+            for stamp, values in by_time.items()]
+
+
+@dataclass(frozen=True)
+class UsageSample:
+    """What :func:`instance_usage` read, kept by the caller for the next call: the
+    monotonic time and each process's CPU ticks (keyed by pid and start time, so a reused
+    pid is a new process)."""
+
+    monotonic: float
+    ticks: dict[tuple[int, int], int] = field(default_factory=dict)
+
+
+_MAX_PROCESSES = 256  # descendants followed per instance
+
+
+def instance_usage(pids: list[int], previous: UsageSample | None,
+                   ) -> tuple[float, float, UsageSample]:
+    """``(cpu percent, memory percent, sample)`` of the processes ``pids`` and their live
+    descendants (Linux ``/proc``; zeros elsewhere). CPU is user+system time since
+    ``previous`` over the wall time since it, summed over cores (0-100 x cores; 0 without
+    ``previous``); processes that appeared since ``previous`` count all their time.
+    Memory is the processes' summed VmRSS over MemTotal (shared pages count once per
+    process). Pass the returned sample as ``previous`` to the next call. Never raises."""
+    now = time.monotonic()
+    if not sys.platform.startswith("linux"):
+        return 0.0, 0.0, UsageSample(now)
+    try:
+        ticks, rss_kb = _process_usage(pids)
+        memory = min(100.0, 100.0 * rss_kb / _mem_total_kb()) if rss_kb else 0.0
+    except Exception:  # a sampler must not stop the monitor
+        log.exception("could not sample the usage of processes %s", pids)
+        return 0.0, 0.0, UsageSample(now)
+    sample = UsageSample(now, ticks)
+    if previous is None or now <= previous.monotonic:
+        return 0.0, memory, sample
+    used = sum(max(0, count - previous.ticks.get(key, 0)) for key, count in ticks.items())
+    cores = os.cpu_count() or 1
+    cpu = 100.0 * used / os.sysconf("SC_CLK_TCK") / (now - previous.monotonic)
+    return min(cpu, 100.0 * cores), memory, sample
+
+
+def _process_usage(pids: list[int]) -> tuple[dict[tuple[int, int], int], int]:
+    """CPU ticks of each live process among ``pids`` and their descendants, and their
+    summed resident memory in KiB."""
+    ticks: dict[tuple[int, int], int] = {}
+    rss_kb = 0
+    pending, seen = list(pids), set()
+    while pending and len(seen) < _MAX_PROCESSES:
+        pid = pending.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                # the command name may hold spaces and parentheses: fields follow the last ')'
+                fields = stat.read().rpartition(")")[2].split()
+            with open(f"/proc/{pid}/status") as status:
+                rss_kb += next((int(line.split()[1]) for line in status
+                                if line.startswith("VmRSS:")), 0)
+        except (OSError, ValueError, IndexError):
+            continue  # exited meanwhile
+        ticks[(pid, int(fields[19]))] = int(fields[11]) + int(fields[12])
+        pending += _children(pid)
+    return ticks, rss_kb
+
+
+def _children(pid: int) -> list[int]:
+    children: list[int] = []
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return children
+    for thread in threads:
+        try:
+            with open(f"/proc/{pid}/task/{thread}/children") as listed:
+                children += [int(child) for child in listed.read().split()]
+        except (OSError, ValueError):
+            continue  # a kernel without CONFIG_PROC_CHILDREN, or the thread ended
+    return children
+
+
+def _mem_total_kb() -> int:
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1])
+    raise ValueError("/proc/meminfo has no MemTotal")
+
+
+def disk_percent(path: str | os.PathLike[str]) -> float | None:
+    """How full the file system holding ``path`` is, 0-100; None if it cannot be read
+    (the instance's directory gone)."""
+    try:
+        usage = shutil.disk_usage(path)
+    except OSError:
+        return None
+    return 100.0 * usage.used / usage.total if usage.total else None
 
 
 def endpoint_metric_summary(platform: Platform, endpoint: str, *, minutes: int = 60,
