@@ -198,6 +198,21 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process and all its live descendants, from /proc (a
+    server with worker processes: Ray's raylet and replicas, uvicorn's workers, openmaker's
+    model servers); None elsewhere."""
+    total = _cpu_seconds(pid)
+    if total is None:
+        return None
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                for child in (task / "children").read_text().split():
+                    total += tree_cpu_seconds(int(child)) or 0.0
+    return total
+
+
 def _die_with_parent() -> None:
     """In the child, before exec: on Linux, get SIGTERM if the benchmark dies (even SIGKILL)."""
     with contextlib.suppress(Exception):

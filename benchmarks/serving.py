@@ -98,9 +98,10 @@ class Target:
     a whole HTTP/1.1 request; it is called once per request, so signing is paid per request)."""
 
     def __init__(self, name: str, host: str, port: int,
-                 make_request: Callable[[], bytes], expect: bytes) -> None:
+                 make_request: Callable[[], bytes], expect: bytes, server_pid: int) -> None:
         self.name, self.host, self.port = name, host, port
         self.make_request, self.expect = make_request, expect
+        self.server_pid = server_pid
 
 
 def http_request(host: str, port: int, path: str, body: bytes,
@@ -177,12 +178,16 @@ def drive(target: Target, concurrency: int, duration: float, warmup: float) -> d
         return warm_until, time.perf_counter()
 
     cpu_before = time.process_time()
+    server_before = common.tree_cpu_seconds(target.server_pid)
     with contextlib.suppress(ImportError):
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     measured_from, ended = asyncio.run(run())
     client_cpu = time.process_time() - cpu_before
+    server_after = common.tree_cpu_seconds(target.server_pid)
+    server_cpu = (server_after - server_before
+                  if server_before is not None and server_after is not None else None)
     window = ended - measured_from
     total = len(latencies) + len(errors)
     return {
@@ -196,6 +201,8 @@ def drive(target: Target, concurrency: int, duration: float, warmup: float) -> d
         "p50_ms": common.percentile(latencies, 0.50) * 1e3,
         "p99_ms": common.percentile(latencies, 0.99) * 1e3,
         "client_cpu_ms_per_request": client_cpu / max(1, sent[0]) * 1e3,
+        "server_cpu_ms_per_request": (server_cpu / max(1, sent[0]) * 1e3
+                                      if server_cpu is not None else None),
         "window_start": measured_from,
         "window_seconds": window,
     }
@@ -305,7 +312,7 @@ def openmaker_target(model: Path, row: list[float], presigned: bool,
             return common.median(values) / 1e3 if values else None
 
         name = "openmaker-presigned" if presigned else "openmaker"
-        yield (Target(name, host, int(port), make_request, b"."), overhead_p50,
+        yield (Target(name, host, int(port), make_request, b".", server.pid), overhead_p50,
                {"sigv4_sign_ms_per_request": None if presigned else sign_ms})
 
 
@@ -420,7 +427,7 @@ def peer_target(name: str, python: Path, model: Path, row: list[float]
             raise ValueError(name)
         server = common.ServerProcess(name, argv, env, workdir)
         wait_for_http(server, health)
-        yield Target(name, host, port, lambda: request, expect)
+        yield Target(name, host, port, lambda: request, expect, server.pid)
     finally:
         if server is not None:
             server.stop()
@@ -434,7 +441,7 @@ def null_target(row: list[float]) -> Iterator[Target]:
     with common.null_server() as server:
         host, port = server.url.split("//", 1)[1].split(":")
         request = http_request(host, int(port), "/", csv_row(row), {"Content-Type": "text/csv"})
-        yield Target("null", host, int(port), lambda: request, b"")
+        yield Target("null", host, int(port), lambda: request, b"", server.pid)
 
 
 # -- main -----------------------------------------------------------------------------------
@@ -507,13 +514,14 @@ def report(results: dict[str, dict], args, note: str | None) -> None:
         for concurrency, cell in result.get("levels", {}).items():
             rows.append([system, concurrency, cell["p50_ms"], cell["p99_ms"],
                          cell["requests_per_s"], f"{cell['error_rate']:.2%}",
-                         cell["client_cpu_ms_per_request"],
+                         cell["server_cpu_ms_per_request"], cell["client_cpu_ms_per_request"],
                          cell.get("overhead_latency_p50_ms")])
         if "failed" in result:
-            rows.append([system, "-", None, None, None, "failed", None, None])
+            rows.append([system, "-", None, None, None, "failed", None, None, None])
     print()
     print(common.format_table(["system", "conc", "p50 ms", "p99 ms", "req/s", "errors",
-                               "client CPU ms/req", "router overhead p50 ms"], rows))
+                               "server CPU ms/req", "client CPU ms/req",
+                               "router overhead p50 ms"], rows))
     for system in ("openmaker", "openmaker-presigned"):
         if "sigv4_sign_ms_per_request" in results.get(system, {}):
             sign = results[system]["sigv4_sign_ms_per_request"]
