@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/cli_startup.py
 	$(BIN)/python benchmarks/pipe_mode.py
 	$(BIN)/python benchmarks/xgboost_job.py
+	$(BIN)/python benchmarks/serving.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
