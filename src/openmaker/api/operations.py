@@ -20,6 +20,8 @@ OPERATIONS: dict[str, dict[str, str]] = {
     "sagemaker-runtime": {
         "InvokeEndpoint": "openmaker.hosting.runtime:invoke_endpoint",
         "InvokeEndpointAsync": "openmaker.hosting.async_inference:invoke_endpoint_async",
+        "InvokeEndpointWithResponseStream":
+            "openmaker.hosting.runtime:invoke_endpoint_with_response_stream",
     },
     "sagemaker": {
         "AddTags": "openmaker.api.sagemaker:add_tags",

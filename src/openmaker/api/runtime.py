@@ -4,17 +4,22 @@ The body is the payload as it is and the other members travel in the URI and hea
 botocore's ``sagemaker-runtime`` model places them; they are checked against the model
 (lengths, patterns), handed to the operation's handler, and its output members go back as
 the body and headers. Errors leave as ``{"message": ..., <the error's members>}`` with
-``x-amzn-ErrorType``.
+``x-amzn-ErrorType``. InvokeEndpointWithResponseStream answers with an event stream
+(``application/vnd.amazon.eventstream``): a ``PayloadPart`` event per chunk of the
+model's answer as it arrives, and a ``ModelStreamError`` or ``InternalStreamFailure``
+exception event when the stream fails after it started.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
+from collections.abc import Iterator
 from urllib.parse import unquote
 
-from openmaker.api import operations, sigv4
+from openmaker.api import eventstream, operations, sigv4
 from openmaker.api.app import Protocol
 from openmaker.api.http import Request, Response
 from openmaker.core import errors, service_models, validation
@@ -25,6 +30,8 @@ _PATHS = {"invocations": "InvokeEndpoint", "async-invocations": "InvokeEndpointA
           "invocations-response-stream": "InvokeEndpointWithResponseStream"}
 _PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/(?P<action>[a-z-]+)$")
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+
+log = logging.getLogger(__name__)
 
 
 class RuntimeProtocol(Protocol):
@@ -82,7 +89,7 @@ def _output_response(operation, request: Request, result: dict) -> Response:
     """Header members as headers; a blob payload member as the raw body, else the other
     members as a JSON body; the status the operation's model gives (202 for async)."""
     headers = [("x-amzn-requestid", request.request_id)]
-    payload: bytes | None = None
+    payload: bytes | EventStreamBody | None = None
     document = {}
     for member, shape in operation.output_shape.members.items():
         value = result.get(member)
@@ -90,6 +97,9 @@ def _output_response(operation, request: Request, result: dict) -> Response:
             continue
         if shape.serialization.get("location") == "header":
             headers.append((shape.serialization["name"].lower(), str(value)))
+        elif shape.serialization.get("eventstream"):
+            payload = EventStreamBody(value, shape)
+            headers.append(("content-type", eventstream.CONTENT_TYPE))
         elif shape.type_name == "blob":
             payload = value
         else:
@@ -98,3 +108,55 @@ def _output_response(operation, request: Request, result: dict) -> Response:
         payload = json.dumps(document).encode()
         headers.append(("content-type", CONTENT_TYPE))
     return Response(operation.http.get("responseCode", 200), headers, payload)
+
+
+class EventStreamBody:
+    """A response body of event stream messages: each chunk ``chunks`` yields becomes the
+    stream's payload event (``PayloadPart`` with the chunk as its blob payload); an error
+    while iterating ends the stream with an exception event -- the error's own when the
+    stream shape models it (``ModelStreamError``), else ``InternalStreamFailure``.
+    ``close`` closes ``chunks`` (the server calls it however the response ends)."""
+
+    def __init__(self, chunks: Iterator[bytes], shape) -> None:
+        self._chunks = iter(chunks)
+        members = shape.members
+        self._event = next(name for name, member in members.items()
+                           if not member.metadata.get("exception"))
+        self._exceptions = {name: member for name, member in members.items()
+                            if member.metadata.get("exception")}
+        self._done = False
+
+    def __iter__(self) -> EventStreamBody:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._done:
+            raise StopIteration
+        try:
+            chunk = next(self._chunks)
+        except StopIteration:
+            self._done = True
+            raise
+        except errors.AwsError as error:
+            self._done = True
+            return self._exception(error.code, error.message, error.extra)
+        except Exception:
+            self._done = True
+            log.exception("a response stream failed")
+            return self._exception("InternalStreamFailure",
+                                   "openmaker hit an unexpected error while streaming; see "
+                                   "its log", {})
+        return eventstream.event(self._event, chunk)
+
+    def _exception(self, code: str, message: str, extra: dict) -> bytes:
+        if code not in self._exceptions:
+            code, extra = "InternalStreamFailure", {}
+        members = {"Message": message}
+        members.update((name, value) for name, value in extra.items()
+                       if name in self._exceptions[code].members)
+        return eventstream.exception(code, members)
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()

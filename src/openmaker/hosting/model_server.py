@@ -74,7 +74,7 @@ import time
 import traceback
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -261,12 +261,16 @@ class UserCodeHandler:
                                         model_dir)
         self.output_fn = _with_context(user("output_fn") or self._default_output_fn, 2,
                                        model_dir)
+        # a predict_fn that streams (returns an iterator) bypasses the default output_fn
+        self.default_output = user("output_fn") is None
         self.wants_headers = any(_arity(f) > n for f, n in (
             (transform_fn, 4), (user("input_fn"), 2), (user("predict_fn"), 2),
             (user("output_fn"), 2)) if f is not None)
 
     def invoke(self, body: bytes, content_type: str, accept: str,
-               headers: dict[str, str]) -> tuple[bytes, str]:
+               headers: dict[str, str]) -> tuple[bytes | Iterator[bytes], str]:
+        """The answer and its content type; the answer is an iterator of byte chunks when
+        the user code streams (returns a generator or other iterator)."""
         media = content_type.split(";", 1)[0].strip().lower()
         if not accept or accept == "*/*":
             accept = self.default_accept
@@ -280,14 +284,19 @@ class UserCodeHandler:
         else:
             decoded = self.input_fn(headers, data, content_type)
             prediction = self.predict_fn(headers, decoded, self.model)
-            result = self.output_fn(headers, prediction, accept)
+            if self.default_output and isinstance(prediction, Iterator):
+                result = prediction
+            else:
+                result = self.output_fn(headers, prediction, accept)
         return self._response(result, accept)
 
     @staticmethod
-    def _response(result: Any, accept: str) -> tuple[bytes, str]:
+    def _response(result: Any, accept: str) -> tuple[bytes | Iterator[bytes], str]:
         response_type = accept
         if isinstance(result, tuple) and len(result) == 2:
             result, response_type = result
+        if isinstance(result, Iterator):
+            return _byte_chunks(result, str(response_type)), str(response_type)
         if isinstance(result, str):
             result = result.encode("utf-8")
         elif not isinstance(result, bytes | bytearray | memoryview):
@@ -318,6 +327,23 @@ class UserCodeHandler:
 
     def _default_output_fn(self, prediction: Any, accept: str) -> tuple[bytes, str]:
         return encode(prediction, accept), accept
+
+
+def _byte_chunks(chunks: Iterator[Any], response_type: str) -> Iterator[bytes]:
+    """A streaming answer's chunks as bytes: str as UTF-8, anything else encoded as
+    ``response_type`` (a dict per chunk as JSON, say)."""
+    try:
+        for chunk in chunks:
+            if isinstance(chunk, str):
+                yield chunk.encode("utf-8")
+            elif isinstance(chunk, bytes | bytearray | memoryview):
+                yield bytes(chunk)
+            else:
+                yield encode(chunk, response_type)
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
 
 
 def guess_framework(model_dir: Path) -> str:
@@ -673,7 +699,8 @@ class ModelServerApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.handler: BuiltInHandler | UserCodeHandler | None = None
-        self.invoke: Callable[[bytes, str, str, Any], tuple[bytes, str]] | None = None
+        self.invoke: Callable[[bytes, str, str, Any],
+                               tuple[bytes | Iterator[bytes], str]] | None = None
         self.pass_headers = False
         self.max_payload = settings.max_payload
         self.inline_max = settings.inline_max
@@ -706,6 +733,9 @@ class ModelServerApp:
                 await self._multi_model_invocations(scope, receive, send)
                 return
             status, body, content_type = await self._invocations(scope, receive)
+            if type(body) is not bytes:
+                await self._stream(send, body, content_type)
+                return
             if self.debug:
                 logger.debug("POST /invocations %d %d bytes", status, len(body))
             await _respond(send, status, body, content_type)
@@ -722,7 +752,8 @@ class ModelServerApp:
             await _respond(send, 404, _error_body(f"no route {method} {path}; the model server "
                                                   "answers /ping and /invocations"), _JSON)
 
-    async def _invocations(self, scope: dict, receive: Callable) -> tuple[int, bytes, bytes]:
+    async def _invocations(self, scope: dict,
+                           receive: Callable) -> tuple[int, bytes | Iterator[bytes], bytes]:
         content_type = accept = ""
         length = -1
         headers = scope["headers"]
@@ -805,11 +836,15 @@ class ModelServerApp:
                 status, answer, answer_type = await self._invoke_model(
                     model, body, content_type, accept, headers)
         if self.debug:
-            logger.debug("POST /invocations %s %d %d bytes", target, status, len(answer))
+            logger.debug("POST /invocations %s %d", target, status)
+        if type(answer) is not bytes:
+            await self._stream(send, answer, answer_type, extra)
+            return
         await _respond(send, status, answer, answer_type, extra)
 
     async def _invoke_model(self, model: LoadedModel, body: bytes, content_type: str,
-                            accept: str, headers: list) -> tuple[int, bytes, bytes]:
+                            accept: str, headers: list
+                            ) -> tuple[int, bytes | Iterator[bytes], bytes]:
         handler = model.handler
         request_headers: Any = None
         if getattr(handler, "wants_headers", False):
@@ -850,6 +885,46 @@ class ModelServerApp:
             return 413, self._too_large(size), _JSON
         return body if len(chunks) == 1 else b"".join(chunks)
 
+    async def _stream(self, send: Callable, chunks: Iterator[bytes], content_type: bytes,
+                      extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        """A streaming answer as a chunked body, each chunk sent as the user code yields it
+        (produced in the pool, so /ping keeps answering). An error before the first chunk
+        is an ordinary error answer; after it, the connection is closed with the body cut
+        short (the router reports that as the stream breaking)."""
+        loop = asyncio.get_running_loop()
+        try:
+            try:
+                chunk = await loop.run_in_executor(self.pool, _next_chunk, chunks)
+            except Exception as error:  # noqa: BLE001 - every failure becomes an answer
+                status, body, error_type = self._failure(error)
+                await _respond(send, status, body, error_type, extra)
+                return
+            headers = [(b"content-type", content_type)]
+            if extra:
+                headers.extend(extra)
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            sent = 0
+            while True:
+                if chunk:
+                    sent += len(chunk)
+                    await send({"type": "http.response.body", "body": chunk,
+                                "more_body": True})
+                try:
+                    chunk = await loop.run_in_executor(self.pool, _next_chunk, chunks)
+                except Exception as error:  # noqa: BLE001 - reported by cutting the body
+                    logger.error("inference failed while streaming, after %d bytes\n%s", sent,
+                                 "".join(traceback.format_exception(error)))
+                    return  # uvicorn closes the connection mid-body
+                if chunk is None:
+                    break
+            await send({"type": "http.response.body", "body": b""})
+            if self.debug:
+                logger.debug("POST /invocations 200 %d bytes streamed", sent)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                await loop.run_in_executor(self.pool, close)
+
     def _too_large(self, size: int) -> bytes:
         return _error_body(f"the request body is {size} bytes; the limit is {self.max_payload} "
                            "bytes (MAX_CONTENT_LENGTH)")
@@ -862,6 +937,10 @@ class ModelServerApp:
             return status, _error_body(str(error)), _JSON
         logger.error("inference failed\n%s", "".join(traceback.format_exception(error)))
         return 500, _error_body(_last_line(error)), _JSON
+
+
+def _next_chunk(chunks: Iterator[bytes]) -> bytes | None:
+    return next(chunks, None)
 
 
 def _no_model(body: bytes, content_type: str, accept: str, headers: Any) -> tuple[bytes, str]:

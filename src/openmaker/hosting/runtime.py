@@ -16,6 +16,7 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -352,4 +353,354 @@ def _post(instance: Instance, body: bytes, headers: dict[str, str]) -> _Answer:
         return _Answer(response.status, answer, response.getheader("Content-Type"),
                        response.getheader("X-Amzn-SageMaker-Custom-Attributes"), seconds,
                        load_seconds=float(load) if load else None)
+    raise AssertionError("unreachable")
+
+
+# -- InvokeEndpointWithResponseStream ---------------------------------------------------------
+# The concatenated answer of a streamed invocation is kept for data capture up to this size.
+MAX_CAPTURED_STREAM_BYTES = MAX_PAYLOAD_BYTES
+
+
+class ModelStreamError(errors.AwsError):
+    """SageMaker Runtime: the model's stream broke after it had started; its ``ErrorCode``
+    is ``StreamBroken`` or ``ModelInvocationTimeExceeded``."""
+
+    code = "ModelStreamError"
+    status = 400
+
+
+@dataclass
+class StreamedInvocation:
+    """A streaming answer: ``chunks`` yields the container's body as it arrives (close it
+    to end the request early), with its content type and the variant that serves."""
+
+    chunks: Iterator[bytes]
+    content_type: str
+    variant: str
+    custom_attributes: str | None = None
+
+
+def invoke_endpoint_with_response_stream(ctx: RequestContext, params: dict) -> dict:
+    """The InvokeEndpointWithResponseStream operation: ``Body`` of the result is an
+    iterator of the model's byte chunks, which the protocol sends as ``PayloadPart``
+    events."""
+    for member in ("InferenceComponentName", "SessionId"):
+        if params.get(member) is not None:
+            raise errors.RuntimeValidationError(
+                f"{member}: inference components and stateful sessions are not served by "
+                "openmaker yet.")
+    result = route_invocation_stream(
+        ctx.platform, params["EndpointName"], params.get("Body") or b"",
+        content_type=params.get("ContentType"), accept=params.get("Accept"),
+        target_variant=params.get("TargetVariant"),
+        target_container=params.get("TargetContainerHostname"),
+        custom_attributes=params.get("CustomAttributes"),
+        inference_id=params.get("InferenceId"), account_id=ctx.account_id,
+        region=ctx.region)
+    output = {"Body": result.chunks, "ContentType": result.content_type,
+              "InvokedProductionVariant": result.variant}
+    if result.custom_attributes is not None:
+        output["CustomAttributes"] = result.custom_attributes
+    return output
+
+
+def route_invocation_stream(platform: Platform, endpoint: str, body: bytes, *,
+                            content_type: str | None = None, accept: str | None = None,
+                            target_variant: str | None = None,
+                            target_container: str | None = None,
+                            custom_attributes: str | None = None,
+                            inference_id: str | None = None, account_id: str = "",
+                            region: str = "") -> StreamedInvocation:
+    """Like :func:`route_invocation`, but the (last) container's answer comes back as an
+    iterator of its body's chunks as they arrive. An error status from the container is a
+    ``ModelError`` before anything streams; a connection that breaks or stalls past 60 s
+    afterwards makes the iterator raise :class:`ModelStreamError`. Metrics and data capture
+    are recorded when the stream ends. Multi-model endpoints do not stream (as on
+    SageMaker)."""
+    received = time.perf_counter()
+    record = endpoint_record(platform, endpoint)
+    if record is None:
+        raise errors.RuntimeValidationError(
+            f"Endpoint {endpoint} of account {account_id} not found.")
+    routes = traffic(endpoint)
+    if record["EndpointStatus"] not in SERVING_STATUSES or routes is None:
+        raise errors.RuntimeValidationError(
+            f"Endpoint {endpoint} of account {account_id} is not in service (status "
+            f"{record['EndpointStatus']}); invoke it once it is InService.")
+    if len(body) > MAX_PAYLOAD_BYTES:
+        raise errors.RuntimeValidationError(
+            f"Body: the request payload is {len(body)} bytes, more than the "
+            f"{MAX_PAYLOAD_BYTES} bytes (6 MB) InvokeEndpointWithResponseStream accepts; use "
+            "asynchronous inference or batch transform for larger payloads.")
+    running, variant = variant_for_request(routes, target_variant)
+    if variant is None:
+        if target_variant is not None:
+            raise errors.RuntimeValidationError(
+                f"TargetVariant: endpoint {endpoint} has no variant {target_variant!r} "
+                f"(it has {', '.join(sorted(running.variants))}).")
+        raise errors.RuntimeValidationError(
+            f"Endpoint {endpoint}: every production variant has weight 0; give one a "
+            "weight or name it in TargetVariant.")
+    if variant.stages[0].container.get("Mode") == "MultiModel":
+        raise errors.RuntimeValidationError(
+            f"Endpoint {endpoint} is a multi-model endpoint; InvokeEndpointWithResponseStream "
+            "does not serve multi-model endpoints, use InvokeEndpoint with TargetModel.")
+    headers = {"Content-Type": content_type or "application/octet-stream",
+               "Accept": accept or "*/*"}
+    if custom_attributes is not None:
+        headers["X-Amzn-SageMaker-Custom-Attributes"] = custom_attributes
+    if inference_id is not None:
+        headers["X-Amzn-SageMaker-Inference-Id"] = inference_id
+    observed = _Observed(platform, endpoint, running, variant.name, body, content_type,
+                         inference_id)
+    concurrency = variant.concurrency if variant.serverless is not None else None
+    if concurrency is not None and not concurrency.acquire(blocking=False):
+        raise errors.ThrottlingException(
+            f"Variant {variant.name} already has its MaxConcurrency "
+            f"({variant.serverless['MaxConcurrency']}) requests in flight; retry later.")
+    try:
+        setup_seconds = None
+        if concurrency is not None:
+            variant.last_request = time.monotonic()
+            setup_seconds = running.cold_start(variant)
+        stream = _open_stream(variant, body, headers, target_container)
+    except BaseException:
+        if concurrency is not None:
+            variant.last_request = time.monotonic()
+            concurrency.release()
+        raise
+    if isinstance(stream, _Answer):  # an error answer, or a pipeline stage's
+        if concurrency is not None:
+            variant.last_request = time.monotonic()
+            concurrency.release()
+        overhead_us = max(0.0, (time.perf_counter() - received - stream.model_seconds
+                                - (setup_seconds or 0.0)) * 1e6)
+        observed.record(stream.status, stream.body, stream.content_type,
+                        stream.model_seconds * 1e6, overhead_us,
+                        setup_us=None if setup_seconds is None else setup_seconds * 1e6)
+        text = stream.body.decode("utf-8", errors="replace")[:2048]
+        kind = "client" if stream.status < 500 else "server"
+        source = stream.container if len(variant.stages) > 1 else "primary"
+        raise errors.ModelError(
+            f"Received {kind} error ({stream.status}) from {source} with message \"{text}\". "
+            f"See the log group /aws/sagemaker/Endpoints/{endpoint} in account {account_id} "
+            "for more information.", OriginalStatusCode=stream.status, OriginalMessage=text,
+            LogStreamArn=f"arn:aws:logs:{region}:{account_id}:log-group:/aws/sagemaker/"
+                         f"Endpoints/{endpoint}")
+    if running.shadows:
+        _mirror(observed, running, headers)
+
+    captured: list[bytes] | None = []
+    status = [200]
+
+    def chunks() -> Iterator[bytes]:
+        nonlocal captured
+        size = 0
+        try:
+            for chunk in stream.chunks():
+                size += len(chunk)
+                if captured is not None:
+                    captured.append(chunk)
+                    if size > MAX_CAPTURED_STREAM_BYTES:
+                        captured = None
+                yield chunk
+        except ModelStreamError:
+            status[0] = 500
+            raise
+        finally:
+            end()
+
+    def end() -> None:
+        if stream.finished:
+            return
+        stream.finish()
+        if concurrency is not None:
+            variant.last_request = time.monotonic()
+            concurrency.release()
+        model_seconds = stream.model_seconds()
+        overhead_us = max(0.0, (time.perf_counter() - received - model_seconds
+                                - (setup_seconds or 0.0)) * 1e6)
+        observed.record(status[0], b"".join(captured) if captured is not None else None,
+                        stream.content_type, model_seconds * 1e6, overhead_us,
+                        setup_us=None if setup_seconds is None else setup_seconds * 1e6)
+
+    return StreamedInvocation(_Closing(chunks(), end),
+                              stream.content_type or "application/octet-stream",
+                              variant.name, stream.custom_attributes)
+
+
+class _Closing:
+    """An iterator whose ``close`` also runs ``end`` -- which a generator closed before its
+    first ``next`` would never do."""
+
+    def __init__(self, chunks: Iterator[bytes], end: Callable[[], None]) -> None:
+        self._chunks = chunks
+        self._end = end
+
+    def __iter__(self) -> _Closing:
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        try:
+            getattr(self._chunks, "close", lambda: None)()
+        finally:
+            self._end()
+
+
+def _open_stream(variant: Variant, body: bytes, headers: dict[str, str],
+                 target_container: str | None) -> _Stream | _Answer:
+    """Start the request through the variant, streaming the container that answers last:
+    an inference pipeline's earlier containers run as in :func:`_send`. An error answer
+    (from any container) comes back as an ``_Answer``."""
+    if variant.mode == "Direct" and len(variant.stages) > 1:
+        if target_container is None:
+            raise errors.RuntimeValidationError(
+                f"TargetContainerHostname is required: variant {variant.name} invokes its "
+                f"containers directly ({', '.join(s.hostname for s in variant.stages)}).")
+        stage = variant.stage(target_container)
+        if stage is None:
+            raise errors.RuntimeValidationError(
+                f"TargetContainerHostname: variant {variant.name} has no container "
+                f"{target_container!r} ({', '.join(s.hostname for s in variant.stages)}).")
+        return _open_stage_stream(variant, stage, body, headers)
+    if target_container is not None and variant.stage(target_container) is None:
+        raise errors.RuntimeValidationError(
+            f"TargetContainerHostname: variant {variant.name} has no container "
+            f"{target_container!r}.")
+    earlier = 0.0
+    answer: _Answer | None = None
+    for stage in variant.stages[:-1]:
+        step_headers = {**headers, "Accept": "*/*"}
+        if answer is not None:
+            step_headers["Content-Type"] = answer.content_type or "application/octet-stream"
+        answer = _send_stage(variant, stage, body if answer is None else answer.body,
+                             step_headers)
+        earlier += answer.model_seconds
+        if answer.status >= 400:
+            answer.model_seconds = earlier
+            return answer
+    last_headers = headers if answer is None else {
+        **headers, "Content-Type": answer.content_type or "application/octet-stream"}
+    opened = _open_stage_stream(variant, variant.stages[-1],
+                                body if answer is None else answer.body, last_headers)
+    if isinstance(opened, _Answer):
+        opened.model_seconds += earlier
+    else:
+        opened.earlier_seconds = earlier
+    return opened
+
+
+class _Stream:
+    """An instance's answer being read as it arrives; holds the instance's request slot
+    and connection until :meth:`finish`."""
+
+    def __init__(self, instance: Instance, connection: http.client.HTTPConnection,
+                 response: http.client.HTTPResponse, started: float) -> None:
+        self.instance = instance
+        self.connection = connection
+        self.response = response
+        self.started = started
+        self.ended: float | None = None
+        self.earlier_seconds = 0.0
+        self.content_type = response.getheader("Content-Type")
+        self.custom_attributes = response.getheader("X-Amzn-SageMaker-Custom-Attributes")
+        self.complete = False
+        self.finished = False
+
+    def chunks(self) -> Iterator[bytes]:
+        try:
+            while chunk := self.response.read1(65536):
+                yield chunk
+        except TimeoutError:
+            raise ModelStreamError(
+                f"The model server of variant {self.instance.variant} sent nothing for "
+                f"{INVOCATION_TIMEOUT_SECONDS:.0f} s while streaming its answer.",
+                ErrorCode="ModelInvocationTimeExceeded") from None
+        except (http.client.HTTPException, OSError) as exc:
+            raise ModelStreamError(
+                f"The model server of variant {self.instance.variant} closed the stream "
+                f"before its answer was complete ({type(exc).__name__}); see the endpoint's "
+                "log group for the model's error.", ErrorCode="StreamBroken") from None
+        self.complete = True
+
+    def model_seconds(self) -> float:
+        ended = self.ended if self.ended is not None else time.perf_counter()
+        return self.earlier_seconds + ended - self.started
+
+    def finish(self) -> None:
+        """Give the connection back (closed unless the answer was read to its end) and the
+        instance's request slot."""
+        if self.finished:
+            return
+        self.finished = True
+        self.ended = time.perf_counter()
+        if self.complete:
+            self.instance.release(self.connection)
+        else:
+            self.connection.close()
+        self.instance.slots.release()
+
+
+def _open_stage_stream(variant: Variant, stage: Stage, body: bytes,
+                       headers: dict[str, str]) -> _Stream | _Answer:
+    """As :func:`_send_stage`, but a successful answer is left unread, as a ``_Stream``
+    holding the instance's slot; an error answer is read whole."""
+    deadline = time.monotonic() + INVOCATION_TIMEOUT_SECONDS
+    last_error: Exception | None = None
+    for _ in range(3):
+        instance = stage.pick()
+        if instance is None:
+            break
+        if not instance.slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise errors.ModelError(
+                f"Variant {variant.name}: no instance could take the request within "
+                f"{INVOCATION_TIMEOUT_SECONDS:.0f} s", OriginalStatusCode=429,
+                OriginalMessage="too many requests")
+        try:
+            opened = _post_stream(instance, body, headers)
+        except _NotDelivered as exc:
+            instance.slots.release()
+            last_error = exc
+            continue
+        except BaseException:
+            instance.slots.release()
+            raise
+        if isinstance(opened, _Answer):
+            instance.slots.release()
+            opened.container = stage.hostname
+        return opened
+    raise errors.ServiceUnavailable(
+        f"Variant {variant.name} has no instance able to take the request now"
+        + (f": {last_error}" if last_error else ""))
+
+
+def _post_stream(instance: Instance, body: bytes, headers: dict[str, str]) -> _Stream | _Answer:
+    for attempt in (0, 1):
+        connection = instance.connection()
+        started = time.perf_counter()
+        try:
+            connection.request("POST", "/invocations", body=body, headers=headers)
+            response = connection.getresponse()
+            if response.status < 400:
+                return _Stream(instance, connection, response, started)
+            answer = response.read()
+        except (ConnectionError, http.client.RemoteDisconnected,
+                http.client.CannotSendRequest) as exc:
+            connection.close()
+            if attempt == 0:  # a kept connection the server had closed: try a fresh one
+                continue
+            raise _NotDelivered(str(exc)) from None
+        except TimeoutError:
+            connection.close()
+            raise errors.ModelError(
+                f"The model server of variant {instance.variant} did not answer within "
+                f"{INVOCATION_TIMEOUT_SECONDS:.0f} s", OriginalStatusCode=408,
+                OriginalMessage="timed out") from None
+        instance.release(connection)
+        return _Answer(response.status, answer, response.getheader("Content-Type"),
+                       response.getheader("X-Amzn-SageMaker-Custom-Attributes"),
+                       time.perf_counter() - started)
     raise AssertionError("unreachable")
