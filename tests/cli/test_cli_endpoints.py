@@ -1,6 +1,7 @@
 """``openmaker endpoints`` and ``openmaker invoke`` run as real subprocesses against a real
-server with a deployed built-in XGBoost endpoint: list, describe, invoke (text, @file,
-stdin, accept, target variant), delete, and clean failures."""
+server with a deployed built-in XGBoost endpoint: list, describe (JSON, then the last
+hour's metrics from CloudWatch), invoke (text, @file, stdin, accept, target variant),
+delete, and clean failures."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import subprocess
 import sys
 import tarfile
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -16,6 +18,9 @@ import xgboost
 from tests.conftest import clean_environment, start_server
 
 from openmaker import Model, Session
+from openmaker.config import load_settings
+from openmaker.core.platform import Platform
+from openmaker.hosting.metrics import flush_endpoint_metrics, record_instance_usage
 
 XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
 BUCKET = "cli-endpoint-models"
@@ -79,6 +84,40 @@ def test_list_and_describe(deployed):
     endpoint = json.loads(described.stdout)
     assert endpoint["EndpointName"] == "cli-xgb"
     assert endpoint["ProductionVariants"][0]["VariantName"] == "blue"
+
+
+def test_describe_shows_the_last_hour_of_each_variant(deployed):
+    server, *_ = deployed
+    for _ in range(3):
+        assert openmaker(server, "invoke", "cli-xgb", "--body", "0.5,0.1,-0.2").returncode == 0
+    writer = Platform(load_settings(home=server.home))  # as the fleet's monitor would
+    try:
+        when = datetime.now(UTC) - timedelta(minutes=5)
+        for cpu, memory in ((150.0, 10.0), (50.0, 15.0)):  # two instances, one sample
+            record_instance_usage(writer, "cli-xgb", "blue", cpu_percent=cpu,
+                                  memory_percent=memory, disk_percent=None, when=when)
+        flush_endpoint_metrics(writer)
+    finally:
+        writer.close()
+
+    described = openmaker(server, "endpoints", "describe", "cli-xgb")
+    assert described.returncode == 0, described.stderr
+    assert json.loads(described.stdout)["EndpointName"] == "cli-xgb"  # the JSON alone
+    lines = described.stderr.splitlines()
+    header = next(line for line in lines if line.startswith("VARIANT"))
+    assert header.split() == ["VARIANT", "INVOCATIONS", "4XX", "5XX", "P50_MS", "P99_MS",
+                              "CPU%", "MEM%"]
+    row = dict(zip(header.split(), next(line for line in lines
+                                        if line.startswith("blue ")).split(), strict=True))
+    assert int(row["INVOCATIONS"]) >= 3
+    assert row["5XX"] == "0"
+    assert 0 < float(row["P50_MS"]) <= float(row["P99_MS"])
+    assert (row["CPU%"], row["MEM%"]) == ("100.00", "12.50")
+
+    plain = openmaker(server, "endpoints", "describe", "cli-xgb", "--json")
+    assert plain.returncode == 0, plain.stderr
+    assert json.loads(plain.stdout) == json.loads(described.stdout)
+    assert plain.stderr == ""
 
 
 def test_invoke_prints_the_body_and_the_variant(deployed, tmp_path):

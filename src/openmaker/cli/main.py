@@ -92,8 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "created")
     endpoint_list.add_argument("--page-size", type=int, help="endpoints per ListEndpoints "
                                                              "request (default: the server's)")
-    endpoint_describe = endpoint_actions.add_parser("describe", help="DescribeEndpoint as JSON")
+    endpoint_describe = endpoint_actions.add_parser(
+        "describe", help="DescribeEndpoint as JSON, then each variant's last hour",
+        description="Print DescribeEndpoint as JSON on stdout, then (on stderr, so the JSON "
+                    "stays parseable) a table of each variant's last hour from CloudWatch: "
+                    "invocations, 4xx and 5xx errors, model latency p50/p99 and average "
+                    "CPU and memory utilization.")
     endpoint_describe.add_argument("endpoint")
+    endpoint_describe.add_argument("--json", action="store_true",
+                                   help="print the JSON only (no metrics table)")
     endpoint_delete = endpoint_actions.add_parser("delete", help="delete an endpoint (its "
                                                   "config and model are kept)")
     endpoint_delete.add_argument("endpoint")
@@ -333,10 +340,90 @@ def _endpoints_action(session, args: argparse.Namespace) -> int:
         endpoint = client.describe_endpoint(EndpointName=args.endpoint)
         endpoint.pop("ResponseMetadata", None)
         print(json.dumps(endpoint, indent=2, default=str))
+        if not args.json:
+            sys.stdout.flush()
+            _print_variant_metrics(session, endpoint)
         return 0
     client.delete_endpoint(EndpointName=args.endpoint)
     print(f"deleted: {args.endpoint}")
     return 0
+
+
+# (column, namespace, metric, statistic, scale) of the describe table; a percentile is read
+# through ExtendedStatistics. ModelLatency is kept in microseconds, shown in milliseconds.
+_VARIANT_COLUMNS = (
+    ("INVOCATIONS", "AWS/SageMaker", "Invocations", "Sum", 1.0),
+    ("4XX", "AWS/SageMaker", "Invocation4XXErrors", "Sum", 1.0),
+    ("5XX", "AWS/SageMaker", "Invocation5XXErrors", "Sum", 1.0),
+    ("P50_MS", "AWS/SageMaker", "ModelLatency", "p50", 1e-3),
+    ("P99_MS", "AWS/SageMaker", "ModelLatency", "p99", 1e-3),
+    ("CPU%", "/aws/sagemaker/Endpoints", "CPUUtilization", "Average", 1.0),
+    ("MEM%", "/aws/sagemaker/Endpoints", "MemoryUtilization", "Average", 1.0),
+)
+
+
+def variant_metrics(cloudwatch, endpoint: str, variants: list[str], now) -> dict:
+    """Per variant, each ``_VARIANT_COLUMNS`` column's value over the hour before ``now``
+    (None without data), read with GetMetricStatistics: one request per metric (the
+    percentiles of ModelLatency together). CloudWatch rounds the start down to the
+    minute, so one 61-minute period holds the whole window in one datapoint."""
+    from datetime import timedelta
+
+    requests: dict[tuple[str, str], list[str]] = {}
+    for _, namespace, metric, stat, _ in _VARIANT_COLUMNS:
+        requests.setdefault((namespace, metric), []).append(stat)
+    table: dict[str, dict[str, float | None]] = {}
+    for variant in variants:
+        dimensions = [{"Name": "EndpointName", "Value": endpoint},
+                      {"Name": "VariantName", "Value": variant}]
+        found: dict[tuple[str, str, str], float] = {}
+        for (namespace, metric), stats in requests.items():
+            percentiles = stats[0].startswith("p")  # a metric's stats are of one kind here
+            response = cloudwatch.get_metric_statistics(
+                Namespace=namespace, MetricName=metric, Dimensions=dimensions,
+                StartTime=now - timedelta(hours=1), EndTime=now, Period=3660,
+                **{"ExtendedStatistics" if percentiles else "Statistics": stats})
+            for point in response["Datapoints"][:1]:
+                for stat in stats:
+                    found[namespace, metric, stat] = (
+                        point["ExtendedStatistics"][stat] if percentiles else point[stat])
+        table[variant] = {
+            column: found[key] * scale if (key := (namespace, metric, stat)) in found
+            else None for column, namespace, metric, stat, scale in _VARIANT_COLUMNS}
+    return table
+
+
+def _print_variant_metrics(session, endpoint: dict) -> None:
+    """The describe table, on stderr; a CloudWatch failure is one line, not a failure."""
+    from datetime import UTC, datetime
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    variants = [variant["VariantName"] for key in ("ProductionVariants",
+                                                   "ShadowProductionVariants")
+                for variant in endpoint.get(key) or []]
+    try:
+        table = variant_metrics(session.client("cloudwatch"), endpoint["EndpointName"],
+                                variants, datetime.now(UTC))
+    except (ClientError, BotoCoreError) as exc:
+        print(f"openmaker: no metrics from CloudWatch: {exc}", file=sys.stderr)
+        return
+    width = max([len(name) for name in variants] + [len("VARIANT")])
+    headers = [column for column, *_ in _VARIANT_COLUMNS]
+    print("\nlast hour:", file=sys.stderr)
+    print(f"{'VARIANT':<{width}}  " + "  ".join(f"{h:>11}" for h in headers),
+          file=sys.stderr)
+    for variant, values in table.items():
+        cells = [_metric_cell(values[h], integer=h in ("INVOCATIONS", "4XX", "5XX"))
+                 for h in headers]
+        print(f"{variant:<{width}}  " + "  ".join(f"{c:>11}" for c in cells),
+              file=sys.stderr)
+
+
+def _metric_cell(value: float | None, *, integer: bool) -> str:
+    if value is None:  # no datapoint: no invocation, or no usage sample
+        return "0" if integer else "-"
+    return f"{value:.0f}" if integer else f"{value:.2f}"
 
 
 def _request_body(value: str) -> bytes:
