@@ -733,7 +733,7 @@ class ModelServerApp:
                 await self._multi_model_invocations(scope, receive, send)
                 return
             status, body, content_type = await self._invocations(scope, receive)
-            if type(body) is not bytes:
+            if type(body) is not bytes and isinstance(body, Iterator):
                 await self._stream(send, body, content_type)
                 return
             if self.debug:
@@ -837,7 +837,7 @@ class ModelServerApp:
                     model, body, content_type, accept, headers)
         if self.debug:
             logger.debug("POST /invocations %s %d", target, status)
-        if type(answer) is not bytes:
+        if type(answer) is not bytes and isinstance(answer, Iterator):
             await self._stream(send, answer, answer_type, extra)
             return
         await _respond(send, status, answer, answer_type, extra)
