@@ -301,3 +301,70 @@ def test_data_capture_and_invocation_metrics(hosting):
         assert time.monotonic() < deadline, stats
         time.sleep(0.5)
     assert stats["Invocation4XXErrors"][0]["Sum"] == 1
+
+
+BRING_YOUR_OWN = '''#!{python}
+import http.server, json, os, sys
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/ping" else 404)
+        self.end_headers()
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        answer = json.dumps({{"echo": body.decode(), "argv": sys.argv[1:]}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args):
+        pass
+
+port = int(os.environ["SAGEMAKER_BIND_TO_PORT"])
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+'''
+
+
+def test_a_bring_your_own_server_answers_ping_and_invocations(hosting, tmp_path):
+    import sys
+
+    server, _, _ = hosting
+    executable = tmp_path / "my-server"
+    executable.write_text(BRING_YOUR_OWN.format(python=sys.executable))
+    executable.chmod(0o755)
+    server.client("sagemaker").create_model(
+        ModelName=f"byo-{uuid.uuid4().hex[:6]}", ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": str(executable)})
+    model = server.client("sagemaker").list_models(NameContains="byo-")["Models"][0]
+    name = deploy(server, [{"VariantName": "own", "ModelName": model["ModelName"]}])
+    answer = server.client("sagemaker-runtime").invoke_endpoint(
+        EndpointName=name, ContentType="text/plain", Body=b"hello")
+    assert json.loads(answer["Body"].read()) == {"echo": "hello", "argv": ["serve"]}
+
+
+def test_instances_report_cpu_and_memory_utilization(hosting):
+    server, _, features = hosting
+    name = deploy(server, [{"VariantName": "primary", "ModelName": "xgb"}])
+    runtime = server.client("sagemaker-runtime")
+    for _ in range(5):
+        runtime.invoke_endpoint(EndpointName=name, ContentType="text/csv",
+                                Body=csv_rows(features[:1]))["Body"].read()
+    cloudwatch = server.client("cloudwatch")
+    dimensions = [{"Name": "EndpointName", "Value": name},
+                  {"Name": "VariantName", "Value": "primary"}]
+    now = datetime.now(UTC)
+    deadline = time.monotonic() + 20
+    while True:
+        memory = cloudwatch.get_metric_statistics(
+            Namespace="/aws/sagemaker/Endpoints", MetricName="MemoryUtilization",
+            Dimensions=dimensions, StartTime=now - timedelta(minutes=5),
+            EndTime=now + timedelta(minutes=5), Period=600,
+            Statistics=["Average", "SampleCount"])["Datapoints"]
+        if memory and memory[0]["SampleCount"] >= 2:
+            break
+        assert time.monotonic() < deadline, memory
+        time.sleep(0.5)
+    assert 0 < memory[0]["Average"] < 100 and memory[0]["Unit"] == "Percent"

@@ -25,7 +25,9 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from openmaker.compute import JobHandle, ProcessSpec, open_compute_backend
 from openmaker.core import errors
@@ -190,6 +192,7 @@ class Fleet:
     variants: dict[str, Variant] = field(default_factory=dict)
     shadows: dict[str, Variant] = field(default_factory=dict)
     capture: dict | None = None  # the config's DataCaptureConfig
+    _usage: dict[str, Any] = field(default_factory=dict)  # instance id -> last CPU sample
     _stopped: threading.Event = field(default_factory=threading.Event)
 
     def all_variants(self) -> list[Variant]:
@@ -262,11 +265,13 @@ class Fleet:
     def _monitor(self) -> None:
         idle = self.platform.settings.serverless_idle_seconds
         while not self._stopped.wait(MONITOR_SECONDS):
+            when = datetime.now(UTC)  # one time a round: a variant's samples are averaged
             for variant, stage in self.all_stages():
                 for instance in list(stage.instances):
                     write_log(self.platform, self.endpoint, instance)
                     if self._stopped.is_set():
                         continue
+                    self._sample(variant, instance, when)
                     if variant.serverless and instance.running:
                         self._check_memory(variant, instance)
                     if instance.running:
@@ -283,6 +288,21 @@ class Fleet:
                              "zero", self.endpoint, variant.name, idle)
                     while variant.instances:
                         self.remove_instance(variant)
+
+    def _sample(self, variant: Variant, instance: Instance, when: datetime) -> None:
+        """Record the instance's CPU, memory and disk use (CloudWatch namespace
+        /aws/sagemaker/Endpoints)."""
+        from openmaker.hosting import metrics
+
+        if not instance.running or instance.handle is None:
+            self._usage.pop(instance.instance_id, None)
+            return
+        cpu, memory, self._usage[instance.instance_id] = metrics.instance_usage(
+            list(instance.handle.pids.values()), self._usage.get(instance.instance_id))
+        metrics.record_instance_usage(self.platform, self.endpoint, variant.name,
+                                      cpu_percent=cpu, memory_percent=memory,
+                                      disk_percent=metrics.disk_percent(instance.root),
+                                      when=when)
 
     def _check_memory(self, variant: Variant, instance: Instance) -> None:
         limit = variant.memory_limit_bytes
