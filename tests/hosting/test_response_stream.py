@@ -5,6 +5,7 @@ stream are ModelError, errors during it a ModelStreamError event."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 
@@ -150,3 +151,54 @@ def test_streamed_invocations_are_counted_in_the_endpoint_s_metrics(endpoint):
         Namespace="AWS/SageMaker", MetricName="Invocations",
         Dimensions=[{"Name": "EndpointName", "Value": name}])["Metrics"]
     assert metrics
+
+
+# -- the model server alone -------------------------------------------------------------------
+TRANSFORM_STREAMING = '''
+import json, time
+
+def model_fn(model_dir):
+    return None
+
+def transform_fn(model, body, content_type, accept):
+    request = json.loads(body)
+
+    def rows():
+        for i in range(request["n"]):
+            time.sleep(0.2)
+            yield json.dumps({"row": i}) + "\\n"
+    return rows(), "application/jsonlines"
+'''
+
+
+def test_the_model_server_answers_an_iterator_with_a_chunked_body_flushed_per_chunk(
+        tmp_path):
+    from tests.hosting.test_model_server import Server
+
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "inference.py").write_text(TRANSFORM_STREAMING)
+    server = Server(tmp_path, {"SAGEMAKER_PROGRAM": "inference.py",
+                               "SAGEMAKER_SUBMIT_DIRECTORY": str(tmp_path / "code"),
+                               "OPENMAKER_FRAMEWORK": "sklearn"})
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        started = time.monotonic()
+        connection.request("POST", "/invocations", body=b'{"n": 4}',
+                           headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        assert response.status == 200
+        assert response.getheader("Content-Length") is None
+        assert response.getheader("Transfer-Encoding") == "chunked"
+        assert response.getheader("Content-Type") == "application/jsonlines"
+        first = response.read1(65536)
+        first_at = time.monotonic() - started
+        rest = response.read()
+        done_at = time.monotonic() - started
+        assert [json.loads(line) for line in (first + rest).splitlines()] == [
+            {"row": i} for i in range(4)]
+        assert first_at < done_at - 0.4, (first_at, done_at)
+        # the connection stays usable, and a non-streaming answer still has a length
+        status, body, _ = server.request("GET", "/ping")
+        assert status == 200
+    finally:
+        server.stop()

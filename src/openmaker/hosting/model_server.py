@@ -21,7 +21,12 @@ SageMaker inference container gets:
 
 Answers: ``GET /ping`` 200 (empty) once the model is loaded, 503 while it loads;
 ``POST /invocations`` 200 with the predictor's or user code's body and Content-Type;
-``GET /execution-parameters`` the batch-transform hints. Every error answer has a JSON
+``GET /execution-parameters`` the batch-transform hints. User code streams when
+``predict_fn`` (with the default ``output_fn``), ``output_fn`` or ``transform_fn``
+returns an iterator (a generator, say) of bytes or str chunks: the answer is then a
+chunked body with no Content-Length, each chunk sent as it is produced (in the thread
+pool); an error before the first chunk is an ordinary error answer, one after it closes
+the connection with the body cut short. Every error answer has a JSON
 body ``{"error": "<message>"}``: an :class:`InferenceError`'s status and message (204
 with no body), 413 for a body over the limit, 500 with the last line of the traceback
 for any other exception in user code or the predictor (the process stays up), 404/405
