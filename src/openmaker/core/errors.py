@@ -216,6 +216,11 @@ ModelError = _error(
     "SageMaker Runtime: the model container answered with an error; ``OriginalStatusCode`` "
     "and ``OriginalMessage`` carry its answer.",
 )
+ModelStreamError = _error(
+    "ModelStreamError", "ModelStreamError", 400,
+    "SageMaker Runtime: the model's response stream broke after it had started; its "
+    "``ErrorCode`` is ``StreamBroken`` or ``ModelInvocationTimeExceeded``.",
+)
 ModelNotReadyException = _error(
     "ModelNotReadyException", "ModelNotReadyException", 429,
     "SageMaker Runtime: the target model is not loaded yet.",

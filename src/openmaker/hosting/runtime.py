@@ -76,35 +76,9 @@ def route_invocation(platform: Platform, endpoint: str, body: bytes, *,
     """Send one request to ``endpoint``'s fleet; ``RuntimeValidationError`` for an unknown
     endpoint or variant or one not in service, ``ModelError`` for the container's errors."""
     received = time.perf_counter()
-    record = endpoint_record(platform, endpoint)
-    if record is None:
-        raise errors.RuntimeValidationError(
-            f"Endpoint {endpoint} of account {account_id} not found.")
-    routes = traffic(endpoint)
-    if record["EndpointStatus"] not in SERVING_STATUSES or routes is None:
-        raise errors.RuntimeValidationError(
-            f"Endpoint {endpoint} of account {account_id} is not in service (status "
-            f"{record['EndpointStatus']}); invoke it once it is InService.")
-    if len(body) > MAX_PAYLOAD_BYTES:
-        raise errors.RuntimeValidationError(
-            f"Body: the request payload is {len(body)} bytes, more than the "
-            f"{MAX_PAYLOAD_BYTES} bytes (6 MB) InvokeEndpoint accepts; use asynchronous "
-            "inference or batch transform for larger payloads.")
-    running, variant = variant_for_request(routes, target_variant)
-    if variant is None:
-        if target_variant is not None:
-            raise errors.RuntimeValidationError(
-                f"TargetVariant: endpoint {endpoint} has no variant {target_variant!r} "
-                f"(it has {', '.join(sorted(running.variants))}).")
-        raise errors.RuntimeValidationError(
-            f"Endpoint {endpoint}: every production variant has weight 0; give one a "
-            "weight or name it in TargetVariant.")
-    headers = {"Content-Type": content_type or "application/octet-stream",
-               "Accept": accept or "*/*"}
-    if custom_attributes is not None:
-        headers["X-Amzn-SageMaker-Custom-Attributes"] = custom_attributes
-    if inference_id is not None:
-        headers["X-Amzn-SageMaker-Inference-Id"] = inference_id
+    running, variant = _route(platform, endpoint, body, target_variant, account_id,
+                              "InvokeEndpoint")
+    headers = _request_headers(content_type, accept, custom_attributes, inference_id)
     multi_model = variant.stages[0].container.get("Mode") == "MultiModel"
     if multi_model != (target_model is not None):
         raise errors.RuntimeValidationError(
@@ -131,17 +105,65 @@ def route_invocation(platform: Platform, endpoint: str, body: bytes, *,
             f"TargetModel: {target_model!r} could not be loaded: "
             f"{answer.body.decode('utf-8', errors='replace')[:1024]}")
     if status >= 400:
-        text = answer.body.decode("utf-8", errors="replace")[:2048]
-        kind = "client" if status < 500 else "server"
-        source = answer.container if len(variant.stages) > 1 else "primary"
-        raise errors.ModelError(
-            f"Received {kind} error ({status}) from {source} with message \"{text}\". See "
-            f"the log group /aws/sagemaker/Endpoints/{endpoint} in account {account_id} for "
-            "more information.", OriginalStatusCode=status, OriginalMessage=text,
-            LogStreamArn=f"arn:aws:logs:{region}:{account_id}:log-group:/aws/sagemaker/"
-                         f"Endpoints/{endpoint}")
+        raise _model_error(answer, variant, endpoint, account_id, region)
     return Invocation(answer.body, answer.content_type or "application/octet-stream",
                       variant.name, answer.custom_attributes)
+
+
+def _route(platform: Platform, endpoint: str, body: bytes, target_variant: str | None,
+           account_id: str, operation: str) -> tuple[Fleet, Variant]:
+    """The fleet and variant a request to ``endpoint`` goes to, after the checks every
+    invocation gets: the endpoint exists and serves, the payload fits, the variant exists."""
+    record = endpoint_record(platform, endpoint)
+    if record is None:
+        raise errors.RuntimeValidationError(
+            f"Endpoint {endpoint} of account {account_id} not found.")
+    routes = traffic(endpoint)
+    if record["EndpointStatus"] not in SERVING_STATUSES or routes is None:
+        raise errors.RuntimeValidationError(
+            f"Endpoint {endpoint} of account {account_id} is not in service (status "
+            f"{record['EndpointStatus']}); invoke it once it is InService.")
+    if len(body) > MAX_PAYLOAD_BYTES:
+        raise errors.RuntimeValidationError(
+            f"Body: the request payload is {len(body)} bytes, more than the "
+            f"{MAX_PAYLOAD_BYTES} bytes (6 MB) {operation} accepts; use asynchronous "
+            "inference or batch transform for larger payloads.")
+    running, variant = variant_for_request(routes, target_variant)
+    if variant is None:
+        if target_variant is not None:
+            raise errors.RuntimeValidationError(
+                f"TargetVariant: endpoint {endpoint} has no variant {target_variant!r} "
+                f"(it has {', '.join(sorted(running.variants))}).")
+        raise errors.RuntimeValidationError(
+            f"Endpoint {endpoint}: every production variant has weight 0; give one a "
+            "weight or name it in TargetVariant.")
+    return running, variant
+
+
+def _request_headers(content_type: str | None, accept: str | None,
+                     custom_attributes: str | None, inference_id: str | None
+                     ) -> dict[str, str]:
+    headers = {"Content-Type": content_type or "application/octet-stream",
+               "Accept": accept or "*/*"}
+    if custom_attributes is not None:
+        headers["X-Amzn-SageMaker-Custom-Attributes"] = custom_attributes
+    if inference_id is not None:
+        headers["X-Amzn-SageMaker-Inference-Id"] = inference_id
+    return headers
+
+
+def _model_error(answer, variant: Variant, endpoint: str, account_id: str,
+                 region: str) -> errors.AwsError:
+    """SageMaker's ``ModelError`` for a container's error answer."""
+    text = answer.body.decode("utf-8", errors="replace")[:2048]
+    kind = "client" if answer.status < 500 else "server"
+    source = answer.container if len(variant.stages) > 1 else "primary"
+    return errors.ModelError(
+        f"Received {kind} error ({answer.status}) from {source} with message \"{text}\". See "
+        f"the log group /aws/sagemaker/Endpoints/{endpoint} in account {account_id} for more "
+        "information.", OriginalStatusCode=answer.status, OriginalMessage=text,
+        LogStreamArn=f"arn:aws:logs:{region}:{account_id}:log-group:/aws/sagemaker/"
+                     f"Endpoints/{endpoint}")
 
 
 def _serverless(running: Fleet, variant: Variant, body: bytes, headers: dict[str, str],
@@ -361,14 +383,6 @@ def _post(instance: Instance, body: bytes, headers: dict[str, str]) -> _Answer:
 MAX_CAPTURED_STREAM_BYTES = MAX_PAYLOAD_BYTES
 
 
-class ModelStreamError(errors.AwsError):
-    """SageMaker Runtime: the model's stream broke after it had started; its ``ErrorCode``
-    is ``StreamBroken`` or ``ModelInvocationTimeExceeded``."""
-
-    code = "ModelStreamError"
-    status = 400
-
-
 @dataclass
 class StreamedInvocation:
     """A streaming answer: ``chunks`` yields the container's body as it arrives (close it
@@ -414,43 +428,17 @@ def route_invocation_stream(platform: Platform, endpoint: str, body: bytes, *,
     """Like :func:`route_invocation`, but the (last) container's answer comes back as an
     iterator of its body's chunks as they arrive. An error status from the container is a
     ``ModelError`` before anything streams; a connection that breaks or stalls past 60 s
-    afterwards makes the iterator raise :class:`ModelStreamError`. Metrics and data capture
+    afterwards makes the iterator raise :class:`errors.ModelStreamError`. Metrics and data capture
     are recorded when the stream ends. Multi-model endpoints do not stream (as on
     SageMaker)."""
     received = time.perf_counter()
-    record = endpoint_record(platform, endpoint)
-    if record is None:
-        raise errors.RuntimeValidationError(
-            f"Endpoint {endpoint} of account {account_id} not found.")
-    routes = traffic(endpoint)
-    if record["EndpointStatus"] not in SERVING_STATUSES or routes is None:
-        raise errors.RuntimeValidationError(
-            f"Endpoint {endpoint} of account {account_id} is not in service (status "
-            f"{record['EndpointStatus']}); invoke it once it is InService.")
-    if len(body) > MAX_PAYLOAD_BYTES:
-        raise errors.RuntimeValidationError(
-            f"Body: the request payload is {len(body)} bytes, more than the "
-            f"{MAX_PAYLOAD_BYTES} bytes (6 MB) InvokeEndpointWithResponseStream accepts; use "
-            "asynchronous inference or batch transform for larger payloads.")
-    running, variant = variant_for_request(routes, target_variant)
-    if variant is None:
-        if target_variant is not None:
-            raise errors.RuntimeValidationError(
-                f"TargetVariant: endpoint {endpoint} has no variant {target_variant!r} "
-                f"(it has {', '.join(sorted(running.variants))}).")
-        raise errors.RuntimeValidationError(
-            f"Endpoint {endpoint}: every production variant has weight 0; give one a "
-            "weight or name it in TargetVariant.")
+    running, variant = _route(platform, endpoint, body, target_variant, account_id,
+                              "InvokeEndpointWithResponseStream")
     if variant.stages[0].container.get("Mode") == "MultiModel":
         raise errors.RuntimeValidationError(
             f"Endpoint {endpoint} is a multi-model endpoint; InvokeEndpointWithResponseStream "
             "does not serve multi-model endpoints, use InvokeEndpoint with TargetModel.")
-    headers = {"Content-Type": content_type or "application/octet-stream",
-               "Accept": accept or "*/*"}
-    if custom_attributes is not None:
-        headers["X-Amzn-SageMaker-Custom-Attributes"] = custom_attributes
-    if inference_id is not None:
-        headers["X-Amzn-SageMaker-Inference-Id"] = inference_id
+    headers = _request_headers(content_type, accept, custom_attributes, inference_id)
     observed = _Observed(platform, endpoint, running, variant.name, body, content_type,
                          inference_id)
     concurrency = variant.concurrency if variant.serverless is not None else None
@@ -478,15 +466,7 @@ def route_invocation_stream(platform: Platform, endpoint: str, body: bytes, *,
         observed.record(stream.status, stream.body, stream.content_type,
                         stream.model_seconds * 1e6, overhead_us,
                         setup_us=None if setup_seconds is None else setup_seconds * 1e6)
-        text = stream.body.decode("utf-8", errors="replace")[:2048]
-        kind = "client" if stream.status < 500 else "server"
-        source = stream.container if len(variant.stages) > 1 else "primary"
-        raise errors.ModelError(
-            f"Received {kind} error ({stream.status}) from {source} with message \"{text}\". "
-            f"See the log group /aws/sagemaker/Endpoints/{endpoint} in account {account_id} "
-            "for more information.", OriginalStatusCode=stream.status, OriginalMessage=text,
-            LogStreamArn=f"arn:aws:logs:{region}:{account_id}:log-group:/aws/sagemaker/"
-                         f"Endpoints/{endpoint}")
+        raise _model_error(stream, variant, endpoint, account_id, region)
     if running.shadows:
         _mirror(observed, running, headers)
 
@@ -504,7 +484,7 @@ def route_invocation_stream(platform: Platform, endpoint: str, body: bytes, *,
                     if size > MAX_CAPTURED_STREAM_BYTES:
                         captured = None
                 yield chunk
-        except ModelStreamError:
+        except errors.ModelStreamError:
             status[0] = 500
             raise
         finally:
@@ -615,12 +595,12 @@ class _Stream:
             while chunk := self.response.read1(65536):
                 yield chunk
         except TimeoutError:
-            raise ModelStreamError(
+            raise errors.ModelStreamError(
                 f"The model server of variant {self.instance.variant} sent nothing for "
                 f"{INVOCATION_TIMEOUT_SECONDS:.0f} s while streaming its answer.",
                 ErrorCode="ModelInvocationTimeExceeded") from None
         except (http.client.HTTPException, OSError) as exc:
-            raise ModelStreamError(
+            raise errors.ModelStreamError(
                 f"The model server of variant {self.instance.variant} closed the stream "
                 f"before its answer was complete ({type(exc).__name__}); see the endpoint's "
                 "log group for the model's error.", ErrorCode="StreamBroken") from None
