@@ -51,6 +51,7 @@ class Traffic:
     current: Fleet
     incoming: Fleet | None = None
     incoming_share: float = 0.0
+    status: str = "InService"  # the stored EndpointStatus, kept here for the router
 
     def fleet_for_request(self) -> Fleet:
         incoming = self.incoming
@@ -174,6 +175,9 @@ def update_endpoint(ctx: RequestContext, params: dict) -> dict:
         record = ctx.platform.resources.update(RESOURCE_TYPE, name, mutate=updating).record
     except ResourceNotFoundError:
         raise _not_found(ctx, name) from None
+    routes = traffic(name)
+    if routes is not None:
+        routes.status = "Updating"
     _start(_update, ctx.platform, name, config, deployment)
     return {"EndpointArn": record["EndpointArn"]}
 
@@ -290,7 +294,10 @@ def _set_status(platform: Platform, name: str, status: str, **fields: Any) -> No
     try:
         platform.resources.update(RESOURCE_TYPE, name, mutate=change)
     except ResourceNotFoundError:
-        pass  # deleted meanwhile
+        return  # deleted meanwhile
+    routes = traffic(name)
+    if routes is not None:
+        routes.status = status
 
 
 def _summaries(running: Fleet, desired: dict[str, int | None] | None = None) -> list[dict]:

@@ -979,7 +979,7 @@ async def _serve(settings: Settings, sock: socket.socket,
     config = uvicorn.Config(app, http="httptools", loop="none", ws="none", lifespan="off",
                             access_log=False, log_config=None, server_header=False,
                             date_header=False, timeout_keep_alive=75,
-                            backlog=2048)
+                            backlog=2048, proxy_headers=False)
     server = uvicorn.Server(config)
     failure: list[str] = []
 

@@ -114,12 +114,12 @@ def _route(platform: Platform, endpoint: str, body: bytes, target_variant: str |
            account_id: str, operation: str) -> tuple[Fleet, Variant]:
     """The fleet and variant a request to ``endpoint`` goes to, after the checks every
     invocation gets: the endpoint exists and serves, the payload fits, the variant exists."""
-    record = endpoint_record(platform, endpoint)
-    if record is None:
-        raise errors.RuntimeValidationError(
-            f"Endpoint {endpoint} of account {account_id} not found.")
-    routes = traffic(endpoint)
-    if record["EndpointStatus"] not in SERVING_STATUSES or routes is None:
+    routes = traffic(endpoint)  # in memory: no database read on the request path
+    if routes is None or routes.status not in SERVING_STATUSES:
+        record = endpoint_record(platform, endpoint)
+        if record is None:
+            raise errors.RuntimeValidationError(
+                f"Endpoint {endpoint} of account {account_id} not found.")
         raise errors.RuntimeValidationError(
             f"Endpoint {endpoint} of account {account_id} is not in service (status "
             f"{record['EndpointStatus']}); invoke it once it is InService.")
@@ -196,7 +196,7 @@ class _Observed:
     body: bytes
     content_type: str | None
     inference_id: str | None
-    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    event_id: str | None = None  # made only when the request is captured
     when: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def record(self, status: int, answer: bytes | None, answer_type: str | None,
@@ -222,7 +222,8 @@ class _Observed:
                                request_body=self.body,
                                request_content_type=self.content_type,
                                response_body=answer, response_content_type=answer_type,
-                               inference_id=self.inference_id, event_id=self.event_id,
+                               inference_id=self.inference_id,
+                               event_id=self.event_id or str(uuid.uuid4()),
                                when=self.when)
         except Exception:  # capture must never fail a request
             log.debug("endpoint %s: data capture failed", self.endpoint, exc_info=True)
