@@ -58,7 +58,8 @@ def rss_percent(pid: int) -> float:
 def test_sampler_measures_this_process():
     cpu, memory, first = instance_usage([os.getpid()], None)
     assert cpu == 0.0  # nothing to compare with yet
-    assert memory == pytest.approx(rss_percent(os.getpid()), rel=0.2)
+    # this process and its live children (servers other tests' fixtures started)
+    assert memory >= rss_percent(os.getpid()) * 0.8
     spin(0.4)  # CPU time, whatever the shared cores allow
     cpu, memory, second = instance_usage([os.getpid()], first)
     assert 10.0 < cpu <= 100.0 * os.cpu_count()

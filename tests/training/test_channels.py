@@ -60,8 +60,10 @@ def layout(tmp_path: Path) -> InstanceLayout:
 
 @pytest.fixture(autouse=True)
 def no_leftover_threads() -> Iterator[None]:
+    before = set(threading.enumerate())  # other areas' long-lived threads are not ours
     yield
-    leftover = [t.name for t in threading.enumerate() if t.name.startswith("openmaker-")]
+    leftover = [t.name for t in threading.enumerate()
+                if t.name.startswith("openmaker-") and t not in before]
     assert not leftover, f"threads left running: {leftover}"
 
 
