@@ -284,21 +284,9 @@ def _send(variant: Variant, body: bytes, headers: dict[str, str],
     caller's ``Accept`` going to the last one -- UNVERIFIED, earlier ones get ``*/*``, so
     they answer in their default format); or, in ``Direct`` mode, the container named by
     ``TargetContainerHostname``. Stops at the first container answering an error."""
-    if variant.mode == "Direct" and len(variant.stages) > 1:
-        if target_container is None:
-            raise errors.RuntimeValidationError(
-                f"TargetContainerHostname is required: variant {variant.name} invokes its "
-                f"containers directly ({', '.join(s.hostname for s in variant.stages)}).")
-        stage = variant.stage(target_container)
-        if stage is None:
-            raise errors.RuntimeValidationError(
-                f"TargetContainerHostname: variant {variant.name} has no container "
-                f"{target_container!r} ({', '.join(s.hostname for s in variant.stages)}).")
-        return _send_stage(variant, stage, body, headers)
-    if target_container is not None and variant.stage(target_container) is None:
-        raise errors.RuntimeValidationError(
-            f"TargetContainerHostname: variant {variant.name} has no container "
-            f"{target_container!r}.")
+    direct = _direct_stage(variant, target_container)
+    if direct is not None:
+        return _send_stage(variant, direct, body, headers)
     total = 0.0
     answer: _Answer | None = None
     for index, stage in enumerate(variant.stages):
@@ -317,11 +305,34 @@ def _send(variant: Variant, body: bytes, headers: dict[str, str],
     return answer
 
 
-def _send_stage(variant: Variant, stage: Stage, body: bytes,
-                headers: dict[str, str]) -> _Answer:
+def _direct_stage(variant: Variant, target_container: str | None) -> Stage | None:
+    """The container a ``Direct``-mode pipeline's request names (None for the others);
+    ``RuntimeValidationError`` for a missing or unknown ``TargetContainerHostname``."""
+    names = ", ".join(s.hostname for s in variant.stages)
+    if variant.mode == "Direct" and len(variant.stages) > 1:
+        if target_container is None:
+            raise errors.RuntimeValidationError(
+                f"TargetContainerHostname is required: variant {variant.name} invokes its "
+                f"containers directly ({names}).")
+        stage = variant.stage(target_container)
+        if stage is None:
+            raise errors.RuntimeValidationError(
+                f"TargetContainerHostname: variant {variant.name} has no container "
+                f"{target_container!r} ({names}).")
+        return stage
+    if target_container is not None and variant.stage(target_container) is None:
+        raise errors.RuntimeValidationError(
+            f"TargetContainerHostname: variant {variant.name} has no container "
+            f"{target_container!r} ({names}).")
+    return None
+
+
+def _send_stage(variant: Variant, stage: Stage, body: bytes, headers: dict[str, str],
+                stream: bool = False) -> _Answer | _Stream:
     """POST to the stage's next running instance (waiting for one of its request slots);
     when the request never reached the model -- a closed connection, an instance that just
-    died -- once more on another instance."""
+    died -- once more on another instance. With ``stream``, a successful answer is left
+    unread, as a ``_Stream`` holding the instance's slot until it is finished."""
     deadline = time.monotonic() + INVOCATION_TIMEOUT_SECONDS
     last_error: Exception | None = None
     for _ in range(3):
@@ -333,14 +344,17 @@ def _send_stage(variant: Variant, stage: Stage, body: bytes,
                 f"Variant {variant.name}: no instance could take the request within "
                 f"{INVOCATION_TIMEOUT_SECONDS:.0f} s", OriginalStatusCode=429,
                 OriginalMessage="too many requests")
+        answer: _Answer | _Stream | None = None
         try:
-            answer = _post(instance, body, headers)
-            answer.container = stage.hostname
+            answer = _post(instance, body, headers, stream)
+            if isinstance(answer, _Answer):
+                answer.container = stage.hostname
             return answer
         except _NotDelivered as exc:
             last_error = exc
         finally:
-            instance.slots.release()
+            if not isinstance(answer, _Stream):
+                instance.slots.release()
     raise errors.ServiceUnavailable(
         f"Variant {variant.name} has no instance able to take the request now"
         + (f": {last_error}" if last_error else ""))
@@ -350,13 +364,16 @@ class _NotDelivered(Exception):
     """The request did not reach the model (the connection was refused or closed)."""
 
 
-def _post(instance: Instance, body: bytes, headers: dict[str, str]) -> _Answer:
+def _post(instance: Instance, body: bytes, headers: dict[str, str],
+          stream: bool = False) -> _Answer | _Stream:
     for attempt in (0, 1):
         connection = instance.connection()
         started = time.perf_counter()
         try:
             connection.request("POST", "/invocations", body=body, headers=headers)
             response = connection.getresponse()
+            if stream and response.status < 400:
+                return _Stream(instance, connection, response, started)
             answer = response.read()
         except (ConnectionError, http.client.RemoteDisconnected,
                 http.client.CannotSendRequest) as exc:
@@ -536,21 +553,9 @@ def _open_stream(variant: Variant, body: bytes, headers: dict[str, str],
     """Start the request through the variant, streaming the container that answers last:
     an inference pipeline's earlier containers run as in :func:`_send`. An error answer
     (from any container) comes back as an ``_Answer``."""
-    if variant.mode == "Direct" and len(variant.stages) > 1:
-        if target_container is None:
-            raise errors.RuntimeValidationError(
-                f"TargetContainerHostname is required: variant {variant.name} invokes its "
-                f"containers directly ({', '.join(s.hostname for s in variant.stages)}).")
-        stage = variant.stage(target_container)
-        if stage is None:
-            raise errors.RuntimeValidationError(
-                f"TargetContainerHostname: variant {variant.name} has no container "
-                f"{target_container!r} ({', '.join(s.hostname for s in variant.stages)}).")
-        return _open_stage_stream(variant, stage, body, headers)
-    if target_container is not None and variant.stage(target_container) is None:
-        raise errors.RuntimeValidationError(
-            f"TargetContainerHostname: variant {variant.name} has no container "
-            f"{target_container!r}.")
+    direct = _direct_stage(variant, target_container)
+    if direct is not None:
+        return _send_stage(variant, direct, body, headers, stream=True)
     earlier = 0.0
     answer: _Answer | None = None
     for stage in variant.stages[:-1]:
@@ -565,8 +570,8 @@ def _open_stream(variant: Variant, body: bytes, headers: dict[str, str],
             return answer
     last_headers = headers if answer is None else {
         **headers, "Content-Type": answer.content_type or "application/octet-stream"}
-    opened = _open_stage_stream(variant, variant.stages[-1],
-                                body if answer is None else answer.body, last_headers)
+    opened = _send_stage(variant, variant.stages[-1], body if answer is None else answer.body,
+                         last_headers, stream=True)
     if isinstance(opened, _Answer):
         opened.model_seconds += earlier
     else:
@@ -623,65 +628,3 @@ class _Stream:
         else:
             self.connection.close()
         self.instance.slots.release()
-
-
-def _open_stage_stream(variant: Variant, stage: Stage, body: bytes,
-                       headers: dict[str, str]) -> _Stream | _Answer:
-    """As :func:`_send_stage`, but a successful answer is left unread, as a ``_Stream``
-    holding the instance's slot; an error answer is read whole."""
-    deadline = time.monotonic() + INVOCATION_TIMEOUT_SECONDS
-    last_error: Exception | None = None
-    for _ in range(3):
-        instance = stage.pick()
-        if instance is None:
-            break
-        if not instance.slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            raise errors.ModelError(
-                f"Variant {variant.name}: no instance could take the request within "
-                f"{INVOCATION_TIMEOUT_SECONDS:.0f} s", OriginalStatusCode=429,
-                OriginalMessage="too many requests")
-        try:
-            opened = _post_stream(instance, body, headers)
-        except _NotDelivered as exc:
-            instance.slots.release()
-            last_error = exc
-            continue
-        except BaseException:
-            instance.slots.release()
-            raise
-        if isinstance(opened, _Answer):
-            instance.slots.release()
-            opened.container = stage.hostname
-        return opened
-    raise errors.ServiceUnavailable(
-        f"Variant {variant.name} has no instance able to take the request now"
-        + (f": {last_error}" if last_error else ""))
-
-
-def _post_stream(instance: Instance, body: bytes, headers: dict[str, str]) -> _Stream | _Answer:
-    for attempt in (0, 1):
-        connection = instance.connection()
-        started = time.perf_counter()
-        try:
-            connection.request("POST", "/invocations", body=body, headers=headers)
-            response = connection.getresponse()
-            if response.status < 400:
-                return _Stream(instance, connection, response, started)
-            answer = response.read()
-        except (ConnectionError, http.client.RemoteDisconnected,
-                http.client.CannotSendRequest) as exc:
-            connection.close()
-            if attempt == 0:  # a kept connection the server had closed: try a fresh one
-                continue
-            raise _NotDelivered(str(exc)) from None
-        except TimeoutError:
-            connection.close()
-            raise errors.ModelError(
-                f"The model server of variant {instance.variant} did not answer within "
-                f"{INVOCATION_TIMEOUT_SECONDS:.0f} s", OriginalStatusCode=408,
-                OriginalMessage="timed out") from None
-        instance.release(connection)
-        return _Answer(response.status, answer, response.getheader("Content-Type"),
-                       response.getheader("X-Amzn-SageMaker-Custom-Attributes"),
-                       time.perf_counter() - started)
-    raise AssertionError("unreachable")
