@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tarfile
@@ -62,10 +63,13 @@ torch.save(model.state_dict(), os.path.join(os.environ["SM_MODEL_DIR"], "model.p
 '''
 
 
-@pytest.fixture(scope="module")
-def sdk(tmp_path_factory):
-    """A server and a SageMaker SDK session reaching it through AWS_ENDPOINT_URL."""
-    running = start_server(tmp_path_factory.mktemp("sdk-home"))
+@contextlib.contextmanager
+def sdk_session(home, bucket: str):
+    """A server on ``home`` and a SageMaker SDK session reaching it as a user would: only
+    ``AWS_ENDPOINT_URL`` (and any credentials) set, ``bucket`` as the default bucket, and a
+    200-row CSV (label first) uploaded under ``data/train/``. Yields ``(session, the data's
+    prefix URI, features, labels)``."""
+    running = start_server(home)
     saved = dict(os.environ)
     for name in list(os.environ):
         if name.startswith("AWS_"):
@@ -76,7 +80,7 @@ def sdk(tmp_path_factory):
         import boto3
         import sagemaker
 
-        session = sagemaker.Session(boto_session=boto3.Session(), default_bucket=BUCKET)
+        session = sagemaker.Session(boto_session=boto3.Session(), default_bucket=bucket)
         rng = np.random.default_rng(0)
         features = rng.normal(size=(200, 4))
         labels = (features[:, 0] > 0).astype(float)
@@ -84,11 +88,17 @@ def sdk(tmp_path_factory):
                        for row in np.column_stack([labels, features]))
         data = session.upload_string_as_file_body(rows, session.default_bucket(),
                                                   "data/train/train.csv")
-        yield session, data.rsplit("/", 1)[0] + "/"
+        yield session, data.rsplit("/", 1)[0] + "/", features, labels
     finally:
         os.environ.clear()
         os.environ.update(saved)
         running.stop()
+
+
+@pytest.fixture(scope="module")
+def sdk(tmp_path_factory):
+    with sdk_session(tmp_path_factory.mktemp("sdk-home"), BUCKET) as (session, data, _, _):
+        yield session, data
 
 
 def model_files(session, uri: str) -> list[str]:

@@ -6,73 +6,24 @@ credentials) and the session's default bucket are set."""
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import tarfile
 
 import numpy as np
 import pytest
 import xgboost
-from tests.conftest import start_server
+from tests.e2e.test_sagemaker_sdk import sdk_session
+from tests.hosting.test_endpoints import tar_bytes
+from tests.sdk.test_predictor import INFERENCE
 
 ROLE = "arn:aws:iam::000000000000:role/SageMakerRole"
 BUCKET = "sdk-hosting-bucket"
-INFERENCE = '''
-import json, os
-import numpy as np
-
-def model_fn(model_dir):
-    return json.load(open(os.path.join(model_dir, "weights.json")))
-
-def input_fn(body, content_type):
-    return np.array(json.loads(body)["rows"], dtype=float)
-
-def predict_fn(rows, weights):
-    return rows @ np.array(weights["w"])
-
-def output_fn(prediction, accept):
-    return json.dumps({"scores": prediction.tolist()}), "application/json"
-'''
-
-
-def tar_bytes(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
 def sdk(tmp_path_factory):
     """A server, a SageMaker SDK session reaching it through AWS_ENDPOINT_URL, and data."""
-    running = start_server(tmp_path_factory.mktemp("sdk-hosting-home"))
-    saved = dict(os.environ)
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            del os.environ[name]
-    os.environ.update({"AWS_ENDPOINT_URL": running.url, "AWS_ACCESS_KEY_ID": "anything",
-                       "AWS_SECRET_ACCESS_KEY": "anything", "AWS_DEFAULT_REGION": "us-east-1"})
-    try:
-        import boto3
-        import sagemaker
-
-        session = sagemaker.Session(boto_session=boto3.Session(), default_bucket=BUCKET)
-        rng = np.random.default_rng(0)
-        features = rng.normal(size=(200, 4))
-        labels = (features[:, 0] > 0).astype(float)
-        rows = "".join(",".join(f"{v:.5g}" for v in row) + "\n"
-                       for row in np.column_stack([labels, features]))
-        data = session.upload_string_as_file_body(rows, session.default_bucket(),
-                                                  "data/train/train.csv")
-        yield session, data.rsplit("/", 1)[0] + "/", features, labels
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        running.stop()
+    with sdk_session(tmp_path_factory.mktemp("sdk-hosting-home"), BUCKET) as prepared:
+        yield prepared
 
 
 def put(session, key: str, body: bytes) -> str:

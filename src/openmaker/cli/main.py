@@ -251,18 +251,15 @@ def _s3_copy_pairs(session, args: argparse.Namespace) -> list:
 
 
 def run_training(args: argparse.Namespace) -> int:
-    from botocore.exceptions import BotoCoreError, ClientError
+    return _with_session(args, _training_action)
 
-    from openmaker.sdk import ServerStartError, Session
 
-    try:
-        session = Session(args.url, home=args.home)
-        return _training_action(session, args)
-    except ClientError as exc:
-        print(_client_error_line(exc), file=sys.stderr)
-    except (BotoCoreError, OSError, ValueError, ServerStartError) as exc:
-        print(f"openmaker: {exc}", file=sys.stderr)
-    return 1
+def _print_listing(rows: list[tuple[str, str, str]]) -> None:
+    """NAME, STATUS and CREATED columns, as ``list`` prints them."""
+    width = max([len(name) for name, _, _ in rows] + [4])
+    print(f"{'NAME':<{width}}  {'STATUS':<10}  CREATED")
+    for name, status, created in rows:
+        print(f"{name:<{width}}  {status:<10}  {created}")
 
 
 def _training_action(session, args: argparse.Namespace) -> int:
@@ -275,10 +272,7 @@ def _training_action(session, args: argparse.Namespace) -> int:
                 for page in client.get_paginator("list_training_jobs").paginate(
                     PaginationConfig={"PageSize": args.page_size} if args.page_size else {})
                 for job in page["TrainingJobSummaries"]]
-        width = max([len(name) for name, _, _ in rows] + [4])
-        print(f"{'NAME':<{width}}  {'STATUS':<10}  CREATED")
-        for name, status, created in rows:
-            print(f"{name:<{width}}  {status:<10}  {created}")
+        _print_listing(rows)
         return 0
     if args.action == "describe":
         job = client.describe_training_job(TrainingJobName=args.job)
@@ -308,7 +302,8 @@ def run_invoke(args: argparse.Namespace) -> int:
 
 
 def _with_session(args: argparse.Namespace, action) -> int:
-    """Run ``action(session, args)``, reporting errors as ``openmaker training`` does."""
+    """Run ``action(session, args)``; AWS and connection errors become one line on stderr
+    and exit status 1."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from openmaker.sdk import ServerStartError, Session
@@ -331,10 +326,7 @@ def _endpoints_action(session, args: argparse.Namespace) -> int:
                 for page in client.get_paginator("list_endpoints").paginate(
                     PaginationConfig={"PageSize": args.page_size} if args.page_size else {})
                 for endpoint in page["Endpoints"]]
-        width = max([len(name) for name, _, _ in rows] + [4])
-        print(f"{'NAME':<{width}}  {'STATUS':<10}  CREATED")
-        for name, status, created in rows:
-            print(f"{name:<{width}}  {status:<10}  {created}")
+        _print_listing(rows)
         return 0
     if args.action == "describe":
         endpoint = client.describe_endpoint(EndpointName=args.endpoint)

@@ -77,6 +77,21 @@ class TrainingInput:
         return config
 
 
+def default_bucket(session: Session) -> str:
+    """``openmaker-<account>-<region>``, created if missing (the SageMaker SDK's is
+    ``sagemaker-<region>-<account>``); estimators and models upload code there."""
+    bucket = f"openmaker-{session.account_id}-{session.region}"
+    session.make_bucket(bucket)
+    return bucket
+
+
+def tag_list(tags: list[dict[str, str]] | Mapping[str, str] | None) -> list[dict[str, str]]:
+    """Tags as the API takes them, from a ``{key: value}`` mapping or a list of them."""
+    if isinstance(tags, Mapping):
+        return [{"Key": k, "Value": v} for k, v in tags.items()]
+    return list(tags or [])
+
+
 def base_name_from_image(image_uri: str) -> str:
     """The repository name of an image URI, the SDK's default job-name base."""
     match = _IMAGE.match(image_uri)
@@ -294,19 +309,11 @@ class Estimator:
         self._hyperparameters.update(values)
 
     def default_bucket(self) -> str:
-        """``openmaker-<account>-<region>``, created if missing (the SDK's
-        ``sagemaker-<region>-<account>``)."""
-        bucket = f"openmaker-{self.session.account_id}-{self.session.region}"
-        self.session.make_bucket(bucket)
-        return bucket
+        """``openmaker-<account>-<region>``, created if missing."""
+        return default_bucket(self.session)
 
     def _role(self) -> str:
         return self.role or f"arn:aws:iam::{self.session.account_id}:role/openmaker"
-
-    def _tags(self) -> list[dict[str, str]]:
-        if isinstance(self.tags, Mapping):
-            return [{"Key": k, "Value": v} for k, v in self.tags.items()]
-        return list(self.tags or [])
 
     def _upload_source(self, job_name: str) -> dict[str, str]:
         if not self.entry_point:
@@ -360,7 +367,7 @@ class Estimator:
             request["EnableManagedSpotTraining"] = True
             request["StoppingCondition"]["MaxWaitTimeInSeconds"] = self.max_wait or self.max_run
         if self.tags:
-            request["Tags"] = self._tags()
+            request["Tags"] = tag_list(self.tags)
         return request
 
     # -- running --------------------------------------------------------------------------

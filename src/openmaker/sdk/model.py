@@ -16,7 +16,13 @@ import time
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from openmaker.sdk.estimator import _source_archive, base_name_from_image, name_from_base
+from openmaker.sdk.estimator import (
+    _source_archive,
+    base_name_from_image,
+    default_bucket,
+    name_from_base,
+    tag_list,
+)
 from openmaker.sdk.predictor import Predictor
 from openmaker.sdk.serializers import BaseDeserializer, BaseSerializer
 from openmaker.sdk.session import Session
@@ -33,19 +39,6 @@ class EndpointDeploymentError(RuntimeError):
                          f"{failure_reason}")
         self.endpoint_name = endpoint_name
         self.failure_reason = failure_reason
-
-
-def default_bucket(session: Session) -> str:
-    """``openmaker-<account>-<region>``, created if missing (as ``Estimator`` uses)."""
-    bucket = f"openmaker-{session.account_id}-{session.region}"
-    session.make_bucket(bucket)
-    return bucket
-
-
-def tag_list(tags: list[dict[str, str]] | Mapping[str, str] | None) -> list[dict[str, str]]:
-    if isinstance(tags, Mapping):
-        return [{"Key": k, "Value": v} for k, v in tags.items()]
-    return list(tags or [])
 
 
 def wait_for_endpoint(session: Session, endpoint_name: str, *, out: TextIO | None = None,
