@@ -27,7 +27,6 @@ import math
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable
 
 from openmaker.autoscaling.service import (
@@ -37,7 +36,7 @@ from openmaker.autoscaling.service import (
     autoscaling_store,
     split_resource_id,
 )
-from openmaker.core.platform import Platform
+from openmaker.core.platform import PerPlatform, Platform
 
 log = logging.getLogger("openmaker.autoscaling")
 
@@ -236,19 +235,15 @@ def _within(last_ms: int | None, cooldown_seconds: float, now: float) -> bool:
     return last_ms is not None and now * 1000 - last_ms < cooldown_seconds * 1000
 
 
-_scalers: weakref.WeakKeyDictionary[Platform, Scaler] = weakref.WeakKeyDictionary()
-_scalers_lock = threading.Lock()
+_scalers: PerPlatform[Scaler] = PerPlatform(
+    lambda platform: Scaler(platform, evaluation_seconds=interval_from_environment()))
 
 
 def start_scaler(platform: Platform) -> Scaler:
     """The platform's running scaler, started on first call."""
-    with _scalers_lock:
-        scaler = _scalers.get(platform)
-        if scaler is None:
-            scaler = _scalers[platform] = Scaler(
-                platform, evaluation_seconds=interval_from_environment())
-        scaler.start()
-        return scaler
+    scaler = _scalers(platform)
+    scaler.start()
+    return scaler
 
 
 def resume_scaling(platform: Platform) -> None:

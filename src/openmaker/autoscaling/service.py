@@ -20,10 +20,8 @@ from __future__ import annotations
 import base64
 import json
 import re
-import threading
 import time
 import uuid
-import weakref
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,7 +29,7 @@ import sqlalchemy as sa
 
 from openmaker.core import errors
 from openmaker.core.database import Id, Key, create_schema, make_engine, reading, writing
-from openmaker.core.platform import Platform, RequestContext
+from openmaker.core.platform import PerPlatform, Platform, RequestContext
 
 SCHEMA_VERSION = 1
 NAMESPACE = "sagemaker"
@@ -299,17 +297,9 @@ def _check_capacities(low: int, high: int) -> None:
             "least MinCapacity.")
 
 
-_stores: weakref.WeakKeyDictionary[Platform, AutoscalingStore] = weakref.WeakKeyDictionary()
-_stores_lock = threading.Lock()
-
-
-def autoscaling_store(platform: Platform) -> AutoscalingStore:
-    """The platform's autoscaling store, opened (and its tables created) on first use."""
-    with _stores_lock:
-        store = _stores.get(platform)
-        if store is None:
-            store = _stores[platform] = AutoscalingStore(platform.settings.resolved_database_url)
-        return store
+autoscaling_store: PerPlatform[AutoscalingStore] = PerPlatform(
+    lambda platform: AutoscalingStore(platform.settings.resolved_database_url))
+"""The platform's autoscaling store, opened (and its tables created) on first use."""
 
 
 # -- validation ---------------------------------------------------------------------------

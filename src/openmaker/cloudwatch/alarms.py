@@ -30,8 +30,6 @@ and ``StateTransitionedTimestamp`` and adds a ``StateUpdate`` history item;
 from __future__ import annotations
 
 import json
-import threading
-import weakref
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -49,7 +47,7 @@ from openmaker.cloudwatch.metrics import (
 )
 from openmaker.core import errors
 from openmaker.core.database import Id, Key, create_schema, make_engine, reading, writing
-from openmaker.core.platform import Platform, RequestContext
+from openmaker.core.platform import PerPlatform, Platform, RequestContext
 from openmaker.training.metrics import now_ms, to_datetime
 
 SCHEMA_VERSION = 1
@@ -149,17 +147,9 @@ class AlarmStore:
         return [row for row in rows if prefix is None or row.name.startswith(prefix)]
 
 
-_stores: weakref.WeakKeyDictionary[Platform, AlarmStore] = weakref.WeakKeyDictionary()
-_stores_lock = threading.Lock()
-
-
-def alarm_store(platform: Platform) -> AlarmStore:
-    """The platform's alarm store, opened (and its tables created) on first use."""
-    with _stores_lock:
-        store = _stores.get(platform)
-        if store is None:
-            store = _stores[platform] = AlarmStore(platform.settings.resolved_database_url)
-        return store
+alarm_store: PerPlatform[AlarmStore] = PerPlatform(
+    lambda platform: AlarmStore(platform.settings.resolved_database_url))
+"""The platform's alarm store, opened (and its tables created) on first use."""
 
 
 def _history_row(name: str, when: int, item_type: str, summary: str, data: dict) -> dict:

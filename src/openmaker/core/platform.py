@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from openmaker.config import Settings
 
@@ -13,6 +15,33 @@ if TYPE_CHECKING:
     from openmaker.cloudwatch.logs import LogStore
     from openmaker.core.resources import ResourceStore
     from openmaker.storage.base import ObjectStore
+
+
+T = TypeVar("T")
+
+
+class PerPlatform(Generic[T]):
+    """One ``T`` per platform -- an area's store, buffer or worker -- made by
+    ``factory(platform)`` on first use and dropped with the platform."""
+
+    def __init__(self, factory: Callable[[Platform], T]) -> None:
+        self._factory = factory
+        self._items: weakref.WeakKeyDictionary[Platform, T] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def __call__(self, platform: Platform) -> T:
+        with self._lock:
+            item = self._items.get(platform)
+            if item is None:
+                item = self._items[platform] = self._factory(platform)
+            return item
+
+    def existing(self, platform: Platform | None = None) -> list[T]:
+        """The ``T`` already made for ``platform``, or for every platform when None."""
+        with self._lock:
+            if platform is None:
+                return list(self._items.values())
+            return [self._items[platform]] if platform in self._items else []
 
 
 class Platform:

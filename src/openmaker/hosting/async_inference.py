@@ -45,7 +45,7 @@ import sqlalchemy as sa
 
 from openmaker.core import errors
 from openmaker.core.database import Id, Key, create_schema, make_engine, reading, writing
-from openmaker.core.platform import Platform, RequestContext
+from openmaker.core.platform import PerPlatform, Platform, RequestContext
 from openmaker.storage.uri import S3Uri
 
 log = logging.getLogger(__name__)
@@ -591,16 +591,12 @@ def _post_stage(endpoint: str, stage: Any, payload: IO[bytes], headers: dict[str
     return response.status, _Answer(connection, response), response.getheader("Content-Type")
 
 
-_queues: weakref.WeakKeyDictionary[Platform, AsyncInferenceQueue] = weakref.WeakKeyDictionary()
-_queues_lock = threading.Lock()
+_queues: PerPlatform[AsyncInferenceQueue] = PerPlatform(AsyncInferenceQueue)
 
 
 def async_queue(platform: Platform) -> AsyncInferenceQueue:
     """The platform's queue, opened (its table created) and dispatching on first use."""
-    with _queues_lock:
-        queue = _queues.get(platform)
-        if queue is None:
-            queue = _queues[platform] = AsyncInferenceQueue(platform)
+    queue = _queues(platform)
     queue.start()
     return queue
 

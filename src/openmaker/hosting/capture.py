@@ -40,7 +40,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from openmaker.core.platform import Platform
+from openmaker.core.platform import PerPlatform, Platform
 from openmaker.storage.uri import S3Uri
 
 log = logging.getLogger(__name__)
@@ -128,12 +128,7 @@ def capture_key(prefix: S3Uri, endpoint: str, variant: str, first: datetime) -> 
 
 def flush_captures(platform: Platform | None = None) -> None:
     """Write every buffered record now (of ``platform``'s buffer, or of all)."""
-    with _buffers_lock:
-        if platform is None:
-            buffers = list(_buffers.values())
-        else:
-            buffers = [_buffers[platform]] if platform in _buffers else []
-    for buffer in buffers:
+    for buffer in _buffer.existing(platform):
         buffer.flush()
 
 
@@ -246,16 +241,7 @@ def _flush_forever(buffer_ref: weakref.ref[CaptureBuffer]) -> None:
         del buffer
 
 
-_buffers: weakref.WeakKeyDictionary[Platform, CaptureBuffer] = weakref.WeakKeyDictionary()
-_buffers_lock = threading.Lock()
-
-
-def _buffer(platform: Platform) -> CaptureBuffer:
-    with _buffers_lock:
-        buffer = _buffers.get(platform)
-        if buffer is None:
-            buffer = _buffers[platform] = CaptureBuffer(platform)
-        return buffer
+_buffer: PerPlatform[CaptureBuffer] = PerPlatform(CaptureBuffer)
 
 
 @atexit.register

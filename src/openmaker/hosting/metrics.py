@@ -46,7 +46,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from openmaker.core.database import Id, Key, create_schema, make_engine, reading, writing
-from openmaker.core.platform import Platform
+from openmaker.core.platform import PerPlatform, Platform
 
 log = logging.getLogger(__name__)
 
@@ -221,33 +221,13 @@ def _flush_forever(store_ref: weakref.ref[EndpointMetricStore]) -> None:
         del store
 
 
-_stores: weakref.WeakKeyDictionary[Platform, EndpointMetricStore] = (
-    weakref.WeakKeyDictionary())
-_stores_lock = threading.Lock()
-
-
-def endpoint_metric_store(platform: Platform) -> EndpointMetricStore:
-    """The platform's endpoint metric store, opened (and its table created) on first use."""
-    with _stores_lock:
-        store = _stores.get(platform)
-        if store is None:
-            store = _stores[platform] = EndpointMetricStore(
-                platform.settings.resolved_database_url)
-        return store
-
-
-_instance_stores: weakref.WeakKeyDictionary[Platform, EndpointMetricStore] = (
-    weakref.WeakKeyDictionary())
-
-
-def instance_usage_store(platform: Platform) -> EndpointMetricStore:
-    """The platform's store of instance usage samples, opened on first use."""
-    with _stores_lock:
-        store = _instance_stores.get(platform)
-        if store is None:
-            store = _instance_stores[platform] = EndpointMetricStore(
-                platform.settings.resolved_database_url, instances=True)
-        return store
+endpoint_metric_store: PerPlatform[EndpointMetricStore] = PerPlatform(
+    lambda platform: EndpointMetricStore(platform.settings.resolved_database_url))
+"""The platform's endpoint metric store, opened (and its table created) on first use."""
+instance_usage_store: PerPlatform[EndpointMetricStore] = PerPlatform(
+    lambda platform: EndpointMetricStore(platform.settings.resolved_database_url,
+                                         instances=True))
+"""The platform's store of instance usage samples, opened on first use."""
 
 
 def record_invocation(platform: Platform, endpoint: str, variant: str, *, status: int,
@@ -274,13 +254,8 @@ def record_invocation(platform: Platform, endpoint: str, variant: str, *, status
 def flush_endpoint_metrics(platform: Platform | None = None) -> None:
     """Write the buffered invocations and instance usage samples now (of ``platform``, or
     of every platform)."""
-    with _stores_lock:
-        if platform is None:
-            stores = list(_stores.values()) + list(_instance_stores.values())
-        else:
-            stores = [kept[platform] for kept in (_stores, _instance_stores)
-                      if platform in kept]
-    for store in stores:
+    for store in [*endpoint_metric_store.existing(platform),
+                  *instance_usage_store.existing(platform)]:
         store.flush()
 
 

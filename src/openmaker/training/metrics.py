@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 import time
-import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,7 +29,7 @@ import sqlalchemy as sa
 
 from openmaker.core import errors
 from openmaker.core.database import Id, Key, create_schema, make_engine, reading, writing
-from openmaker.core.platform import Platform
+from openmaker.core.platform import PerPlatform, Platform
 
 SCHEMA_VERSION = 1
 INSERT_BATCH = 1000
@@ -178,17 +176,9 @@ class MetricStore:
         return [MetricPoint(r.metric_name, r.timestamp, r.value, r.host) for r in rows]
 
 
-_stores: weakref.WeakKeyDictionary[Platform, MetricStore] = weakref.WeakKeyDictionary()
-_stores_lock = threading.Lock()
-
-
-def metric_store(platform: Platform) -> MetricStore:
-    """The platform's metric store, opened (and its table created) on first use."""
-    with _stores_lock:
-        store = _stores.get(platform)
-        if store is None:
-            store = _stores[platform] = MetricStore(platform.settings.resolved_database_url)
-        return store
+metric_store: PerPlatform[MetricStore] = PerPlatform(
+    lambda platform: MetricStore(platform.settings.resolved_database_url))
+"""The platform's metric store, opened (and its table created) on first use."""
 
 
 def metric_history(platform: Platform, job_name: str) -> list[dict[str, Any]]:
