@@ -30,6 +30,13 @@ OPERATIONS: dict[str, dict[str, str]] = {
         "CreateTrainingJob": "openmaker.training.service:create_training_job",
         "DescribeTrainingJob": "openmaker.training.service:describe_training_job",
         "StopTrainingJob": "openmaker.training.service:stop_training_job",
+        **{name: f"openmaker.tuning.service:{handler}" for name, handler in (
+            ("CreateHyperParameterTuningJob", "create_hyper_parameter_tuning_job"),
+            ("DescribeHyperParameterTuningJob", "describe_hyper_parameter_tuning_job"),
+            ("StopHyperParameterTuningJob", "stop_hyper_parameter_tuning_job"),
+            ("ListTrainingJobsForHyperParameterTuningJob",
+             "list_training_jobs_for_hyper_parameter_tuning_job"),
+        )},
         "CreateModel": "openmaker.hosting.models:create_model",
         "DescribeModel": "openmaker.hosting.models:describe_model",
         "DeleteModel": "openmaker.hosting.models:delete_model",

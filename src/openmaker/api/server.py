@@ -111,6 +111,9 @@ def serve(settings: Settings, log_level: str = "warning") -> None:
     from openmaker.training.service import recover_interrupted_jobs
 
     recover_interrupted_jobs(platform)  # jobs the previous server left running are failed
+    from openmaker.tuning.service import resume_tuning_jobs
+
+    resume_tuning_jobs(platform)  # tuning jobs go on, rerunning the jobs the restart cut off
     from openmaker.hosting.endpoints import recover_endpoints
 
     recover_endpoints(platform)  # endpoints the previous server served are built again

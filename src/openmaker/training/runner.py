@@ -22,10 +22,10 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from openmaker.compute import (
     DEFAULT_STOP_GRACE_SECONDS,
@@ -87,6 +87,16 @@ MESSAGES = {
                    "from its last checkpoint when capacity is back",
     "Restarting": "Restarting the training job on new spot capacity",
 }
+
+
+class TrainingJobListener(Protocol):
+    """Told about a job as it runs (a tuning job watches its training jobs this way)."""
+
+    def metric_points(self, job_name: str, points: Sequence[MetricPoint]) -> None:
+        """Points just written to the metric store, in the order they were emitted."""
+
+    def job_ended(self, job_name: str) -> None:
+        """The job's record is terminal (Completed, Failed or Stopped)."""
 
 
 def now() -> datetime:
@@ -162,13 +172,15 @@ class TrainingJobRunner:
 
     def __init__(self, platform: Platform, job_name: str, *, server_url: str,
                  credentials: tuple[str, str], region: str,
-                 on_done: Callable[[str], None] | None = None) -> None:
+                 on_done: Callable[[str], None] | None = None,
+                 listener: TrainingJobListener | None = None) -> None:
         self.platform = platform
         self.job_name = job_name
         self.server_url = server_url
         self.credentials = credentials
         self.region = region
         self.on_done = on_done
+        self.listener = listener
         self._stop = threading.Event()
         self._interrupted = threading.Event()
         self._ran_seconds = 0.0  # instance running time over every run (billable time)
@@ -245,6 +257,8 @@ class TrainingJobRunner:
             self._flush_logs()
             if self.on_done is not None:
                 self.on_done(self.job_name)
+            if self.listener is not None and not self._abandoned:
+                self.listener.job_ended(self.job_name)
 
     def _run_job(self) -> None:
         """Run the job until it ends; a spot job runs again from its checkpoints after
@@ -511,6 +525,8 @@ class TrainingJobRunner:
         for point in points:
             self._latest[point.metric_name] = point
         self._metrics_changed = True
+        if self.listener is not None:
+            self.listener.metric_points(self.job_name, points)
 
     def _publish_metrics(self) -> None:
         """Show the latest value of each metric in the record's FinalMetricDataList."""

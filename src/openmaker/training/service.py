@@ -30,6 +30,7 @@ from openmaker.training.images import TrainingProgram, training_program
 from openmaker.training.metrics import compile_definitions
 from openmaker.training.runner import (
     RESOURCE_TYPE,
+    TrainingJobListener,
     TrainingJobRunner,
     finish,
     now,
@@ -219,31 +220,57 @@ def _record(params: dict[str, Any], arn: str, program: TrainingProgram) -> dict[
     return record
 
 
-def create_training_job(ctx: RequestContext, params: dict) -> dict:
-    """Validate, store the job ``InProgress``/``Starting`` and start its runner."""
-    recover_interrupted_jobs(ctx.platform)
-    name = params["TrainingJobName"]
-    store = ctx.platform.resources
+def check_training_job_request(ctx: RequestContext, params: dict[str, Any]) -> TrainingProgram:
+    """Every create-time check of a CreateTrainingJob request except the name's; a tuning
+    job runs them on each of its training job definitions."""
+    program = _check_settings(params)
+    _check_data(ctx, params, program)
+    return program
+
+
+def _check_settings(params: dict[str, Any]) -> TrainingProgram:
     program = _check_program(params)
     compile_definitions(params["AlgorithmSpecification"].get("MetricDefinitions"))
     _check_output(params)
     _check_stopping(params)
-    if store.exists(RESOURCE_TYPE, name):
-        arn = store.get(RESOURCE_TYPE, name).arn
-        raise errors.ResourceInUse(_in_use_message(arn))
+    return program
+
+
+def _check_data(ctx: RequestContext, params: dict[str, Any], program: TrainingProgram) -> None:
     if not program.built_in:
         _check_source(ctx, params)
     _check_channels(ctx, params)
+
+
+def create_training_job(ctx: RequestContext, params: dict) -> dict:
+    """Validate, store the job ``InProgress``/``Starting`` and start its runner."""
+    return start_training_job(ctx, params)
+
+
+def start_training_job(ctx: RequestContext, params: dict, *, tuning_job_arn: str | None = None,
+                       listener: TrainingJobListener | None = None) -> dict:
+    """CreateTrainingJob, for a tuning job too: its training jobs carry ``TuningJobArn``
+    and ``listener`` hears their metric points and their end."""
+    recover_interrupted_jobs(ctx.platform)
+    name = params["TrainingJobName"]
+    store = ctx.platform.resources
+    program = _check_settings(params)
+    if store.exists(RESOURCE_TYPE, name):
+        arn = store.get(RESOURCE_TYPE, name).arn
+        raise errors.ResourceInUse(_in_use_message(arn))
+    _check_data(ctx, params, program)
     from openmaker.core.arns import make_arn
 
     arn = make_arn(RESOURCE_TYPE, name, region=ctx.region, account_id=ctx.account_id)
     record = _record(params, arn, program)
+    if tuning_job_arn is not None:
+        record["TuningJobArn"] = tuning_job_arn
     store.create(RESOURCE_TYPE, name, record, status="InProgress", tags=params.get("Tags"),
                  arn=arn, creation_time=record["CreationTime"],
                  conflict_error=errors.ResourceInUse(_in_use_message(arn)))
     runner = TrainingJobRunner(ctx.platform, name, server_url=ctx.settings.url,
                                credentials=_credentials(ctx), region=ctx.region,
-                               on_done=_forget)
+                               on_done=_forget, listener=listener)
     with _runners_lock:
         _runners[name.lower()] = runner
     runner.start()
@@ -283,8 +310,14 @@ def describe_training_job(ctx: RequestContext, params: dict) -> dict:
 def stop_training_job(ctx: RequestContext, params: dict) -> dict:
     """Move a running job to ``Stopping``; its runner stops the processes, uploads what
     they saved and ends ``Stopped``."""
-    recover_interrupted_jobs(ctx.platform)
-    name = params["TrainingJobName"]
+    request_stop(ctx.platform, params["TrainingJobName"])
+    return {}
+
+
+def request_stop(platform: Platform, name: str, message: str | None = None) -> None:
+    """StopTrainingJob; ``message`` is the ``Stopping`` transition's text (a tuning job
+    says why it stopped one of its jobs early)."""
+    recover_interrupted_jobs(platform)
 
     def stopping(record: dict) -> tuple[dict, str]:
         status = record["TrainingJobStatus"]
@@ -294,18 +327,17 @@ def stop_training_job(ctx: RequestContext, params: dict) -> dict:
                 f"{status}); only InProgress jobs can be stopped."
             )
         record["TrainingJobStatus"] = "Stopping"
-        transition(record, "Stopping")
+        transition(record, "Stopping", message)
         return record, "Stopping"
 
     try:
-        ctx.platform.resources.update(RESOURCE_TYPE, name, mutate=stopping)
+        platform.resources.update(RESOURCE_TYPE, name, mutate=stopping)
     except ResourceNotFoundError:
         raise _not_found() from None
     with _runners_lock:
         runner = _runners.get(name.lower())
     if runner is not None:
         runner.request_stop()
-    return {}
 
 
 def interrupt_training_job(platform: Platform, name: str) -> None:

@@ -1,0 +1,1 @@
+"""Hyperparameter tuning jobs (CreateHyperParameterTuningJob and friends) on Optuna."""
