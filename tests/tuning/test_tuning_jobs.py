@@ -71,7 +71,9 @@ def config(strategy: str = "Random", max_jobs: int | None = 4, parallel: int = 2
 
 def create(server, tuning_config: dict, job_definition: dict | None = None, **request) -> str:
     name = request.pop("name", None) or f"tune-{uuid.uuid4().hex[:8]}"
-    server.client("sagemaker").create_hyper_parameter_tuning_job(
+    # the server, not botocore, must catch bad requests
+    client = server.client("sagemaker", parameter_validation=False)
+    client.create_hyper_parameter_tuning_job(
         HyperParameterTuningJobName=name, HyperParameterTuningJobConfig=tuning_config,
         TrainingJobDefinition=job_definition or definition(), **request)
     return name
@@ -132,3 +134,393 @@ def test_random_search_runs_ordinary_training_jobs_and_picks_the_best(tuning_ser
     assert [s["HyperParameterTuningJobName"]
             for s in listed["HyperParameterTuningJobSummaries"]] == [name]
     assert listed["HyperParameterTuningJobSummaries"][0]["Strategy"] == "Random"
+
+
+# -- script-mode jobs whose objective curve a hyperparameter sets --------------------------
+SCRIPT_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+CURVE = '''
+import argparse, sys, time
+parser = argparse.ArgumentParser()
+parser.add_argument("--factor", type=float, default=1.0)
+parser.add_argument("--epochs", type=int, default=10)
+parser.add_argument("--fail", default="no")
+args, _ = parser.parse_known_args()
+if args.fail == "yes":
+    sys.exit("this configuration diverged")
+for epoch in range(1, args.epochs + 1):
+    print(f"epoch {epoch} loss={args.factor / epoch:.6f}", flush=True)
+    time.sleep(0.25)
+'''
+LOSS = [{"Name": "loss", "Regex": "loss=([0-9.]+)"}]
+
+
+@pytest.fixture(scope="module")
+def curve_source(tuning_server):
+    from tests.training.test_jobs import source_tar
+
+    key = "source/curve/sourcedir.tar.gz"
+    tuning_server.client("s3").put_object(Bucket=BUCKET, Key=key, Body=source_tar(CURVE))
+    return f"s3://{BUCKET}/{key}"
+
+
+def curve_definition(source: str, static: dict | None = None) -> dict:
+    return {
+        "AlgorithmSpecification": {"TrainingImage": SCRIPT_IMAGE, "TrainingInputMode": "File",
+                                   "MetricDefinitions": LOSS},
+        "RoleArn": ROLE,
+        "StaticHyperParameters": {"sagemaker_program": '"train.py"',
+                                  "sagemaker_submit_directory": f'"{source}"',
+                                  **(static or {})},
+        "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/output"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1,
+                           "VolumeSizeInGB": 5},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 300}}
+
+
+def curve_config(strategy: str = "Random", max_jobs: int = 6, parallel: int = 1,
+                 **extra) -> dict:
+    return {"Strategy": strategy,
+            "HyperParameterTuningJobObjective": {"Type": "Minimize", "MetricName": "loss"},
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": max_jobs,
+                               "MaxParallelTrainingJobs": parallel},
+            "ParameterRanges": {"ContinuousParameterRanges": [
+                {"Name": "factor", "MinValue": "1", "MaxValue": "10"}]},
+            **extra}
+
+
+def test_early_stopping_follows_the_median_of_running_averages_rule(tuning_server,
+                                                                     curve_source):
+    name = create(tuning_server, curve_config(max_jobs=8, RandomSeed=11,
+                                              TrainingJobEarlyStoppingType="Auto"),
+                  curve_definition(curve_source))
+    job = wait(tuning_server, name)
+    assert job["HyperParameterTuningJobStatus"] == "Completed", job
+    summaries = training_jobs(tuning_server, name, SortBy="CreationTime")
+    assert len(summaries) == 8
+    client = tuning_server.client("sagemaker")
+    # Replay the rule over the jobs' own histories: a job is stopped exactly when, at some
+    # epoch k it reached, its loss was above the median over earlier finished jobs of their
+    # running average up to k (once at least 3 earlier jobs reached k).
+    curves: list[list[float]] = []
+    stopped = 0
+    for summary in summaries:
+        factor = float(summary["TunedHyperParameters"]["factor"])
+        values = [round(factor / epoch, 6) for epoch in range(1, 11)]
+        described = client.describe_training_job(TrainingJobName=summary["TrainingJobName"])
+        last = summary["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+        history = values[:values.index(last) + 1]  # the epochs it reached
+        fires = False
+        for epoch in range(1, len(history) + 1):
+            averages = [sum(c[:epoch]) / epoch for c in curves if len(c) >= epoch]
+            if len(averages) >= 3 and history[epoch - 1] > float(np.median(averages)):
+                fires = True
+                break
+        expected = "Stopped" if fires else "Completed"
+        assert summary["TrainingJobStatus"] == expected, (summary, curves)
+        assert summary["ObjectiveStatus"] == "Succeeded"  # a stopped job's value counts
+        if fires:
+            stopped += 1
+            transitions = [t["StatusMessage"] for t in described["SecondaryStatusTransitions"]]
+            assert any("Stopped early by the hyperparameter tuning job" in t
+                       for t in transitions)
+        curves.append(history)
+    assert stopped >= 1
+    assert job["TrainingJobStatusCounters"]["Stopped"] == stopped
+    assert job["TrainingJobStatusCounters"]["Completed"] == 8 - stopped
+
+
+def tuned_sequence(server, name: str) -> list[dict]:
+    return [s["TunedHyperParameters"]
+            for s in training_jobs(server, name, SortBy="CreationTime")]
+
+
+def test_grid_runs_every_combination_once_and_defaults_its_job_count(tuning_server,
+                                                                       curve_source):
+    ranges = {"CategoricalParameterRanges": [
+        {"Name": "factor", "Values": ["1", "2", "3"]}, {"Name": "epochs", "Values": ["1", "2"]}]}
+    grid = curve_config("Grid", parallel=3, ParameterRanges=ranges)
+    del grid["ResourceLimits"]["MaxNumberOfTrainingJobs"]
+    name = create(tuning_server, grid, curve_definition(curve_source))
+    job = wait(tuning_server, name)
+    assert job["HyperParameterTuningJobStatus"] == "Completed", job
+    combinations = tuned_sequence(tuning_server, name)
+    assert sorted((c["factor"], c["epochs"]) for c in combinations) == [
+        (f, e) for f in ("1", "2", "3") for e in ("1", "2")]
+    assert job["BestTrainingJob"]["TunedHyperParameters"] == {"factor": "1", "epochs": "2"}
+
+
+def test_random_seed_makes_the_proposals_reproducible(tuning_server, curve_source):
+    static = {"epochs": "1"}
+    sequences = []
+    for strategy, seed in (("Random", 7), ("Random", 7), ("Bayesian", 7), ("Bayesian", 7),
+                           ("Random", 8)):
+        name = create(tuning_server, curve_config(strategy, max_jobs=4, RandomSeed=seed),
+                      curve_definition(curve_source, static))
+        assert wait(tuning_server, name)["HyperParameterTuningJobStatus"] == "Completed"
+        sequences.append(tuned_sequence(tuning_server, name))
+    assert sequences[0] == sequences[1]
+    assert sequences[2] == sequences[3]
+    assert sequences[0] != sequences[4]
+
+
+def test_failed_training_jobs_count_but_only_all_failing_fails_the_tuning_job(
+        tuning_server, curve_source):
+    ranges = {"CategoricalParameterRanges": [{"Name": "fail", "Values": ["yes", "no"]}]}
+    mixed = curve_config("Grid", max_jobs=2, parallel=2, ParameterRanges=ranges)
+    name = create(tuning_server, mixed, curve_definition(curve_source, {"epochs": "1"}))
+    job = wait(tuning_server, name)
+    assert job["HyperParameterTuningJobStatus"] == "Completed", job
+    assert job["TrainingJobStatusCounters"]["NonRetryableError"] == 1
+    assert job["TrainingJobStatusCounters"]["Completed"] == 1
+    assert job["ObjectiveStatusCounters"] == {"Succeeded": 1, "Pending": 0, "Failed": 1}
+    failed = training_jobs(tuning_server, name, StatusEquals="Failed")
+    assert len(failed) == 1 and "diverged" in failed[0]["FailureReason"]
+    assert failed[0]["ObjectiveStatus"] == "Failed"
+
+    only_failing = {"CategoricalParameterRanges": [{"Name": "fail", "Values": ["yes"]}]}
+    name = create(tuning_server, curve_config("Grid", max_jobs=1, ParameterRanges=only_failing),
+                  curve_definition(curve_source))
+    job = wait(tuning_server, name)
+    assert job["HyperParameterTuningJobStatus"] == "Failed"
+    assert job["FailureReason"].startswith("All training jobs failed")
+    assert "diverged" in job["FailureReason"]
+    assert "BestTrainingJob" not in job
+
+
+def test_stop_stops_the_running_training_jobs(tuning_server, curve_source):
+    name = create(tuning_server, curve_config(max_jobs=6, parallel=2),
+                  curve_definition(curve_source, {"epochs": "200"}))
+    client = tuning_server.client("sagemaker")
+    deadline = time.monotonic() + 60
+    while len(training_jobs(tuning_server, name, StatusEquals="InProgress")) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(1.5)  # both emit a few values
+    client.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+    job = wait(tuning_server, name, timeout=60)
+    assert job["HyperParameterTuningJobStatus"] == "Stopped"
+    assert job["TrainingJobStatusCounters"]["Stopped"] == 2
+    assert job["TrainingJobStatusCounters"]["InProgress"] == 0
+    assert "BestTrainingJob" in job  # the stopped jobs' values count
+    with pytest.raises(ClientError) as error:
+        client.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+    assert error.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_target_objective_value_and_not_improving_complete_the_job_early(tuning_server,
+                                                                         curve_source):
+    target = curve_config(max_jobs=10, RandomSeed=3,
+                          TuningJobCompletionCriteria={"TargetObjectiveMetricValue": 9.0})
+    name = create(tuning_server, target, curve_definition(curve_source, {"epochs": "1"}))
+    job = wait(tuning_server, name)
+    assert job["HyperParameterTuningJobStatus"] == "Completed"
+    values = [s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+              for s in training_jobs(tuning_server, name, SortBy="CreationTime")]
+    assert values[-1] <= 9.0 and all(v > 9.0 for v in values[:-1])
+    assert len(values) < 10
+
+    ranges = {"CategoricalParameterRanges": [{"Name": "factor", "Values": ["5"]}]}
+    patience = {"BestObjectiveNotImproving": {"MaxNumberOfTrainingJobsNotImproving": 3}}
+    flat = curve_config("Random", max_jobs=10, ParameterRanges=ranges,
+                        TuningJobCompletionCriteria=patience)
+    name = create(tuning_server, flat, curve_definition(curve_source, {"epochs": "1"}))
+    job = wait(tuning_server, name)
+    assert job["HyperParameterTuningJobStatus"] == "Completed"
+    assert job["TrainingJobStatusCounters"]["Completed"] == 4  # the first, then 3 no better
+    assert job["TuningJobCompletionDetails"]["NumberOfTrainingJobsObjectiveNotImproving"] == 3
+
+
+def test_hyperband_stops_jobs_by_its_brackets(tuning_server, curve_source):
+    hyperband = curve_config("Hyperband", max_jobs=9, parallel=1, RandomSeed=2,
+                             StrategyConfig={"HyperbandStrategyConfig": {"MinResource": 1}})
+    name = create(tuning_server, hyperband, curve_definition(curve_source, {"epochs": "9"}))
+    job = wait(tuning_server, name, timeout=240)
+    assert job["HyperParameterTuningJobStatus"] == "Completed", job
+    counters = job["TrainingJobStatusCounters"]
+    assert counters["Stopped"] >= 1 and counters["Completed"] >= 1
+    assert counters["Stopped"] + counters["Completed"] == 9
+    best = job["BestTrainingJob"]
+    assert best["TrainingJobStatus"] == "Completed"
+
+
+def test_several_training_job_definitions(tuning_server, curve_source):
+    first = {**curve_definition(curve_source, {"epochs": "1"}), "DefinitionName": "small",
+             "TuningObjective": {"Type": "Minimize", "MetricName": "loss"},
+             "HyperParameterRanges": {"ContinuousParameterRanges": [
+                 {"Name": "factor", "MinValue": "1", "MaxValue": "2"}]}}
+    second = {**curve_definition(curve_source, {"epochs": "1"}), "DefinitionName": "large",
+              "TuningObjective": {"Type": "Minimize", "MetricName": "loss"},
+              "HyperParameterRanges": {"IntegerParameterRanges": [
+                  {"Name": "factor", "MinValue": "50", "MaxValue": "60"}]}}
+    tuning = {"Strategy": "Random", "RandomSeed": 1,
+              "ResourceLimits": {"MaxNumberOfTrainingJobs": 6, "MaxParallelTrainingJobs": 2}}
+    name = f"multi-{uuid.uuid4().hex[:8]}"
+    tuning_server.client("sagemaker").create_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=name, HyperParameterTuningJobConfig=tuning,
+        TrainingJobDefinitions=[first, second])
+    job = wait(tuning_server, name)
+    assert job["HyperParameterTuningJobStatus"] == "Completed", job
+    summaries = training_jobs(tuning_server, name)
+    by_definition = {s["TrainingJobDefinitionName"] for s in summaries}
+    assert by_definition == {"small", "large"}
+    for summary in summaries:
+        factor = float(summary["TunedHyperParameters"]["factor"])
+        assert (1 <= factor <= 2) if summary["TrainingJobDefinitionName"] == "small" \
+            else (50 <= factor <= 60 and factor.is_integer())
+    assert job["BestTrainingJob"]["TrainingJobDefinitionName"] == "small"
+
+
+def test_warm_start_learns_from_parents_and_reports_the_overall_best(tuning_server,
+                                                                     curve_source):
+    parent = create(tuning_server, curve_config(max_jobs=3, parallel=3, RandomSeed=4),
+                    curve_definition(curve_source, {"epochs": "1"}))
+    parent_job = wait(tuning_server, parent)
+    narrow = {"ContinuousParameterRanges": [{"Name": "factor", "MinValue": "8",
+                                             "MaxValue": "10"}]}
+    child = create(tuning_server, curve_config(max_jobs=2, parallel=2, ParameterRanges=narrow),
+                   curve_definition(curve_source, {"epochs": "1"}),
+                   WarmStartConfig={"WarmStartType": "IdenticalDataAndAlgorithm",
+                                    "ParentHyperParameterTuningJobs": [
+                                        {"HyperParameterTuningJobName": parent}]})
+    job = wait(tuning_server, child)
+    assert job["HyperParameterTuningJobStatus"] == "Completed"
+    assert job["TrainingJobStatusCounters"]["Completed"] == 2  # the parent's don't count
+    assert job["WarmStartConfig"]["WarmStartType"] == "IdenticalDataAndAlgorithm"
+    parent_best = parent_job["BestTrainingJob"]["FinalHyperParameterTuningJobObjectiveMetric"]
+    own_best = job["BestTrainingJob"]["FinalHyperParameterTuningJobObjectiveMetric"]
+    overall = job["OverallBestTrainingJob"]
+    expected = min(parent_best["Value"], own_best["Value"])
+    assert overall["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] == expected
+    if parent_best["Value"] < own_best["Value"]:
+        assert overall["TuningJobName"] == parent
+
+    other = curve_definition(curve_source, {"epochs": "2"})
+    other["InputDataConfig"] = [channel("train")]
+    with pytest.raises(ClientError) as error:
+        create(tuning_server, curve_config(max_jobs=1), other,
+               WarmStartConfig={"WarmStartType": "IdenticalDataAndAlgorithm",
+                                "ParentHyperParameterTuningJobs": [
+                                    {"HyperParameterTuningJobName": parent}]})
+    assert "TransferLearning" in error.value.response["Error"]["Message"]
+    transfer = create(tuning_server, curve_config(max_jobs=1), other,
+                      WarmStartConfig={"WarmStartType": "TransferLearning",
+                                       "ParentHyperParameterTuningJobs": [
+                                           {"HyperParameterTuningJobName": parent}]})
+    assert wait(tuning_server, transfer)["HyperParameterTuningJobStatus"] == "Completed"
+
+
+def _with_ranges(ranges: dict, **extra) -> dict:
+    return config(ranges=ranges, **extra)
+
+
+TOO_MANY = {"IntegerParameterRanges": [
+    {"Name": f"p{i}", "MinValue": "1", "MaxValue": "2"} for i in range(20)],
+    "ContinuousParameterRanges": [
+    {"Name": f"q{i}", "MinValue": "0", "MaxValue": "1"} for i in range(11)]}
+
+
+@pytest.mark.parametrize(("tuning_config", "job_definition", "message"), [
+    (_with_ranges({"IntegerParameterRanges": [
+        {"Name": "max_depth", "MinValue": "5", "MaxValue": "2"}]}), None,
+     "ParameterRanges.IntegerParameterRanges.1: MinValue (5) must be less than or equal to "
+     "MaxValue (2)"),
+    (_with_ranges({"ContinuousParameterRanges": [
+        {"Name": "alpha", "MinValue": "0", "MaxValue": "2", "ScalingType": "Logarithmic"}]}),
+     None, "ContinuousParameterRanges.1: Logarithmic scaling needs MinValue greater than 0"),
+    (_with_ranges({"ContinuousParameterRanges": [
+        {"Name": "subsample", "MinValue": "0.5", "MaxValue": "1",
+         "ScalingType": "ReverseLogarithmic"}]}),
+     None, "ReverseLogarithmic scaling needs 0 <= MinValue <= MaxValue < 1"),
+    (_with_ranges({"CategoricalParameterRanges": [{"Name": "booster", "Values": []}]}), None,
+     "categoricalParameterRanges.1.member.values"),
+    (config("Grid"), None,
+     "IntegerParameterRanges.1: the Grid strategy supports categorical parameter ranges only; "
+     "'max_depth' is an integer range"),
+    (_with_ranges(TOO_MANY), None, "at most 30 tunable hyperparameters"),
+    (_with_ranges({"CategoricalParameterRanges": [
+        {"Name": "booster", "Values": [str(i) for i in range(31)]}]}), None,
+     "member.values' failed to satisfy constraint: Member must have length less than or equal "
+     "to 30"),
+    ({**config(), "HyperParameterTuningJobObjective": {"Type": "Maximize",
+                                                       "MetricName": "validation:nope"}},
+     None, "HyperParameterTuningJobObjective.MetricName: 'validation:nope' is not a metric "
+     "emitted by the xgboost algorithm"),
+    (config(), definition({"eta": "0.1"}),
+     "hyperparameter 'eta' is tuned and also set in TrainingJobDefinition.StaticHyperParameters"),
+    (_with_ranges({"ContinuousParameterRanges": [
+        {"Name": "eta", "MinValue": "0.5", "MaxValue": "3"}]}), None,
+     "ContinuousParameterRanges.1: HyperParameters.eta: 3"),
+    (_with_ranges({"IntegerParameterRanges": [
+        {"Name": "max_depth", "MinValue": "one", "MaxValue": "3"}]}), None,
+     "IntegerParameterRanges.1.MinValue: 'one' is not an integer"),
+    (config(max_jobs=None), None, "ResourceLimits.MaxNumberOfTrainingJobs is required"),
+    (config("Hyperband", TrainingJobEarlyStoppingType="Auto"), None,
+     "TrainingJobEarlyStoppingType must be Off with the Hyperband strategy"),
+    (config("Hyperband"), None, "HyperbandStrategyConfig.MaxResource is required"),
+    (config(), definition({"num_round": "0"}), "num_round"),
+    (config(), {**definition(), "InputDataConfig": [
+        {**channel("train"), "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/missing/"}}}]},
+     "TrainingJobDefinition: No S3 objects found"),
+])
+def test_bad_requests_are_refused_naming_the_field(tuning_server, tuning_config, job_definition,
+                                                   message):
+    client = tuning_server.client("sagemaker")
+    name = f"bad-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(ClientError) as error:
+        create(tuning_server, tuning_config, job_definition, name=name)
+    assert error.value.response["Error"]["Code"] == "ValidationException"
+    assert message in error.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as missing:  # nothing was stored
+        client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+    assert missing.value.response["Error"]["Code"] == "ResourceNotFound"
+
+
+def test_unknown_tuning_jobs_and_taken_names(tuning_server):
+    client = tuning_server.client("sagemaker")
+    for call in (client.describe_hyper_parameter_tuning_job,
+                 client.stop_hyper_parameter_tuning_job,
+                 client.list_training_jobs_for_hyper_parameter_tuning_job):
+        with pytest.raises(ClientError) as error:
+            call(HyperParameterTuningJobName="no-such-tuning-job")
+        assert error.value.response["Error"]["Code"] == "ResourceNotFound"
+    name = create(tuning_server, config(max_jobs=1, parallel=1))
+    with pytest.raises(ClientError) as error:
+        create(tuning_server, config(max_jobs=1, parallel=1), name=name)
+    assert error.value.response["Error"]["Code"] == "ResourceInUse"
+    wait(tuning_server, name)
+
+
+def test_a_restarted_server_resumes_the_tuning_job_and_reruns_the_cut_off_job(tmp_path):
+    from tests.training.test_jobs import source_tar
+
+    home = tmp_path / "home"
+    server = start_server(home)
+    try:
+        server.client("s3").create_bucket(Bucket=BUCKET)
+        key = "source/curve/sourcedir.tar.gz"
+        server.client("s3").put_object(Bucket=BUCKET, Key=key, Body=source_tar(CURVE))
+        name = create(server, curve_config(max_jobs=3, RandomSeed=5),
+                      curve_definition(f"s3://{BUCKET}/{key}", {"epochs": "6"}))
+        deadline = time.monotonic() + 60
+        while not (training_jobs(server, name, StatusEquals="Completed") and
+                   training_jobs(server, name, StatusEquals="InProgress")):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        cut_off = training_jobs(server, name, StatusEquals="InProgress")[0]
+    finally:
+        server.stop()
+    server = start_server(home)
+    try:
+        job = wait(server, name)
+        assert job["HyperParameterTuningJobStatus"] == "Completed", job
+        assert job["TrainingJobStatusCounters"] == {
+            "Completed": 3, "InProgress": 0, "RetryableError": 1, "NonRetryableError": 0,
+            "Stopped": 0}
+        summaries = training_jobs(server, name, SortBy="CreationTime")
+        assert len(summaries) == 4
+        assert summaries[1]["TrainingJobName"] == cut_off["TrainingJobName"]
+        assert summaries[1]["TrainingJobStatus"] == "Failed"
+        assert summaries[2]["TunedHyperParameters"] == cut_off["TunedHyperParameters"]
+    finally:
+        server.stop()

@@ -172,7 +172,7 @@ def check_grid(parameters: Sequence[TunedParameter], field: str) -> int:
         if parameter.kind != "Categorical":
             raise errors.ValidationException(
                 f"{parameter.field}: the Grid strategy supports categorical parameter ranges "
-                f"only; {parameter.name!r} is a {parameter.kind.lower()} range (list its "
+                f"only; {parameter.name!r} is {_article(parameter.kind)} range (list its "
                 "values as a CategoricalParameterRange).")
     if not parameters:
         raise errors.ValidationException(
@@ -189,3 +189,7 @@ def grid_combinations(parameters: Sequence[TunedParameter], seed: int) -> list[d
                     for values in itertools.product(*(p.values for p in parameters))]
     random.Random(seed).shuffle(combinations)
     return combinations
+
+
+def _article(kind: str) -> str:
+    return f"an {kind.lower()}" if kind[0] in "AEIOU" else f"a {kind.lower()}"
