@@ -330,17 +330,55 @@ def test_target_objective_value_and_not_improving_complete_the_job_early(tuning_
     assert job["TuningJobCompletionDetails"]["NumberOfTrainingJobsObjectiveNotImproving"] == 3
 
 
-def test_hyperband_stops_jobs_by_its_brackets(tuning_server, curve_source):
+def test_convergence_detection_completes_a_search_that_stopped_improving(tuning_server,
+                                                                        curve_source):
+    ranges = {"CategoricalParameterRanges": [{"Name": "factor", "Values": ["5"]}]}
+    converging = curve_config("Random", max_jobs=30, parallel=2, ParameterRanges=ranges,
+                              TuningJobCompletionCriteria={
+                                  "ConvergenceDetected": {"CompleteOnConvergence": "Enabled"}})
+    name = create(tuning_server, converging, curve_definition(curve_source, {"epochs": "1"}))
+    job = wait(tuning_server, name)
+    assert job["HyperParameterTuningJobStatus"] == "Completed"
+    assert 11 <= job["TrainingJobStatusCounters"]["Completed"] <= 13
+    assert "ConvergenceDetectedTime" in job["TuningJobCompletionDetails"]
+
+
+def test_hyperparameter_tuning_resource_config_picks_the_first_instance_config(
+        tuning_server, curve_source):
+    flexible = curve_definition(curve_source, {"epochs": "1"})
+    del flexible["ResourceConfig"]
+    flexible["HyperParameterTuningResourceConfig"] = {
+        "AllocationStrategy": "Prioritized", "InstanceConfigs": [
+            {"InstanceType": "ml.m5.xlarge", "InstanceCount": 2, "VolumeSizeInGB": 5},
+            {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5}]}
+    name = create(tuning_server, curve_config(max_jobs=1), flexible)
+    assert wait(tuning_server, name)["HyperParameterTuningJobStatus"] == "Completed"
+    [summary] = training_jobs(tuning_server, name)
+    described = tuning_server.client("sagemaker").describe_training_job(
+        TrainingJobName=summary["TrainingJobName"])
+    assert described["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge"
+    assert described["ResourceConfig"]["InstanceCount"] == 2
+
+
+def test_hyperband_stops_jobs_by_its_brackets_and_at_max_resource(tuning_server,
+                                                                  curve_source):
     hyperband = curve_config("Hyperband", max_jobs=9, parallel=1, RandomSeed=2,
-                             StrategyConfig={"HyperbandStrategyConfig": {"MinResource": 1}})
-    name = create(tuning_server, hyperband, curve_definition(curve_source, {"epochs": "9"}))
+                             StrategyConfig={"HyperbandStrategyConfig": {"MinResource": 1,
+                                                                         "MaxResource": 6}})
+    name = create(tuning_server, hyperband, curve_definition(curve_source, {"epochs": "40"}))
     job = wait(tuning_server, name, timeout=240)
     assert job["HyperParameterTuningJobStatus"] == "Completed", job
-    counters = job["TrainingJobStatusCounters"]
-    assert counters["Stopped"] >= 1 and counters["Completed"] >= 1
-    assert counters["Stopped"] + counters["Completed"] == 9
+    assert job["TrainingJobStatusCounters"]["Stopped"] == 9  # none runs its 40 epochs
+    reached = []
+    for summary in training_jobs(tuning_server, name):
+        factor = float(summary["TunedHyperParameters"]["factor"])
+        last = summary["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+        reached.append(round(factor / last))
+    assert max(reached) < 10  # stopped at MaxResource (6), give or take a value in flight
+    assert min(reached) < 6  # and some earlier, by a bracket's rung
     best = job["BestTrainingJob"]
-    assert best["TrainingJobStatus"] == "Completed"
+    factor = float(best["TunedHyperParameters"]["factor"])
+    assert round(factor / best["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]) >= 6
 
 
 def test_several_training_job_definitions(tuning_server, curve_source):
@@ -524,3 +562,39 @@ def test_a_restarted_server_resumes_the_tuning_job_and_reruns_the_cut_off_job(tm
         assert summaries[2]["TunedHyperParameters"] == cut_off["TunedHyperParameters"]
     finally:
         server.stop()
+
+
+def test_max_runtime_stops_the_tuning_job_and_its_running_training_job(tmp_path):
+    # In process: the API (botocore's model) allows no limit under 120 s.
+    from tests.training.test_jobs import source_tar
+
+    from openmaker.config import load_settings
+    from openmaker.core.platform import Platform, RequestContext
+    from openmaker.tuning import service
+
+    platform = Platform(load_settings(home=tmp_path))
+    platform.objects.create_bucket(BUCKET)
+    key = "source/curve/sourcedir.tar.gz"
+    platform.objects.put_object(BUCKET, key, [source_tar(CURVE)])
+    ctx = RequestContext(platform, region="us-east-1", account_id="000000000000",
+                         request_id="test")
+    limited = curve_config(max_jobs=5)
+    limited["ResourceLimits"]["MaxRuntimeInSeconds"] = 3
+    started = time.monotonic()
+    service.create_hyper_parameter_tuning_job(ctx, {
+        "HyperParameterTuningJobName": "limited", "HyperParameterTuningJobConfig": limited,
+        "TrainingJobDefinition": curve_definition(f"s3://{BUCKET}/{key}", {"epochs": "400"})})
+    deadline = time.monotonic() + 60
+    while True:
+        job = service.describe_hyper_parameter_tuning_job(
+            ctx, {"HyperParameterTuningJobName": "limited"})
+        if job["HyperParameterTuningJobStatus"] not in ("InProgress", "Stopping"):
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert job["HyperParameterTuningJobStatus"] == "Stopped"
+    assert 3 <= time.monotonic() - started < 30
+    assert job["TrainingJobStatusCounters"]["Stopped"] == 1
+    assert job["ConsumedResources"]["RuntimeInSeconds"] >= 3
+    assert "BestTrainingJob" in job
+    platform.close()

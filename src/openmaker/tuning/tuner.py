@@ -192,6 +192,7 @@ class TrialJob:
     trial: Trial
     epochs: int = 0
     stopping_early: bool = False
+    reached_max_resource: bool = False  # Hyperband stopped it at MaxResource epochs
     ended: bool = False
 
 
@@ -222,6 +223,7 @@ class TuningJobRunner:
         self._outcomes: dict[str, tuple[str, str]] = {}
         self._tally = Tally()
         self._grid: list[dict[str, str]] | None = None  # the Grid strategy's combinations
+        self._max_resource: int | None = None  # Hyperband: epochs after which a job stops
         self._thread = threading.Thread(target=self._run, name=f"openmaker-tune-{name}",
                                         daemon=True)
 
@@ -275,6 +277,7 @@ class TuningJobRunner:
                 sampler = optuna.samplers.TPESampler(seed=seed)
             if strategy == "Hyperband":
                 low, high = hyperband_resources(config, self._definitions)
+                self._max_resource = high
                 pruner: optuna.pruners.BasePruner = optuna.pruners.HyperbandPruner(
                     min_resource=low, max_resource=high,
                     reduction_factor=HYPERBAND_REDUCTION_FACTOR)
@@ -418,9 +421,10 @@ class TuningJobRunner:
         self._criteria = config.get("TuningJobCompletionCriteria") or {}
         self._completed_early = False
         self._save()
+        out_of_time = False
         while True:
-            out_of_time = runtime_limit is not None and \
-                (now() - created).total_seconds() >= runtime_limit
+            out_of_time = out_of_time or (runtime_limit is not None and
+                                          (now() - created).total_seconds() >= runtime_limit)
             if self._stop.is_set() or out_of_time:
                 self._stop_running()
             elif not self._completed_early:
@@ -430,7 +434,9 @@ class TuningJobRunner:
                 break
             self._wait_for_events(created, runtime_limit)
             self._save()
-        if self._stop.is_set():
+        if self._stop.is_set() or out_of_time:
+            # Like a training job past MaxRuntimeInSeconds, a tuning job past its own limit
+            # ends Stopped (UNVERIFIED: SageMaker does not document the status).
             self._finish("Stopped")
         elif self._tally.launched and len(self._tally.failures) == self._tally.launched:
             self._finish("Failed", "All training jobs failed. Last failure: "
@@ -543,7 +549,13 @@ class TuningJobRunner:
                 continue
             job.epochs += 1
             job.trial.report(point.value, job.epochs)
-            if not job.stopping_early and job.trial.should_prune():
+            if job.stopping_early:
+                continue
+            if self._max_resource is not None and job.epochs >= self._max_resource:
+                job.stopping_early = job.reached_max_resource = True
+                self._stop_job(job, "Stopped by the hyperparameter tuning job: it reached the "
+                               f"Hyperband MaxResource of {self._max_resource} epochs")
+            elif job.trial.should_prune():
                 job.stopping_early = True
                 self._stop_job(job, "Stopped early by the hyperparameter tuning job: its "
                                f"{metric} at epoch {job.epochs} was worse than its "
@@ -573,7 +585,7 @@ class TuningJobRunner:
             return
         value = objective_value(child, job.definition.objective["MetricName"])
         status = child["TrainingJobStatus"]
-        if status == "Completed" and value is not None:
+        if value is not None and (status == "Completed" or job.reached_max_resource):
             self._study_.tell(job.trial, value)
         elif status == "Stopped" and value is not None:
             self._study_.tell(job.trial, state=TrialState.PRUNED)
