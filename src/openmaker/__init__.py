@@ -8,12 +8,15 @@ The public names are the SDK's; they are imported on first use so that ``openmak
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["BytesDeserializer", "CSVDeserializer", "CSVSerializer", "EndpointDeploymentError",
-           "Estimator", "IdentitySerializer", "JSONDeserializer", "JSONLinesDeserializer",
+__all__ = ["BytesDeserializer", "CSVDeserializer", "CSVSerializer", "CategoricalParameter",
+           "ContinuousParameter", "EndpointDeploymentError", "Estimator",
+           "HyperparameterTuner", "HyperparameterTuningJobAnalytics", "IdentitySerializer",
+           "IntegerParameter", "JSONDeserializer", "JSONLinesDeserializer",
            "JSONLinesSerializer", "JSONSerializer", "Model", "NumpyDeserializer",
            "NumpySerializer", "Predictor", "RecordDeserializer", "RecordSerializer",
            "ServerStartError", "Session", "StorageEntry", "StringDeserializer",
-           "TrainingInput", "TrainingJobAnalytics", "TrainingJobFailedError", "__version__"]
+           "TrainingInput", "TrainingJobAnalytics", "TrainingJobFailedError",
+           "TuningJobFailedError", "WarmStartConfig", "WarmStartTypes", "__version__"]
 
 
 def __getattr__(name: str):

@@ -303,12 +303,15 @@ def test_package_exports_exactly_the_sdk_names():
     from openmaker import sdk
 
     assert sorted(openmaker.__all__) == sorted([*sdk.__all__, "__version__"]) == [
-        "BytesDeserializer", "CSVDeserializer", "CSVSerializer", "EndpointDeploymentError",
-        "Estimator", "IdentitySerializer", "JSONDeserializer", "JSONLinesDeserializer",
-        "JSONLinesSerializer", "JSONSerializer", "Model", "NumpyDeserializer",
-        "NumpySerializer", "Predictor", "RecordDeserializer", "RecordSerializer",
-        "ServerStartError", "Session", "StorageEntry", "StringDeserializer", "TrainingInput",
-        "TrainingJobAnalytics", "TrainingJobFailedError", "__version__"]
+        "BytesDeserializer", "CSVDeserializer", "CSVSerializer", "CategoricalParameter",
+        "ContinuousParameter", "EndpointDeploymentError", "Estimator", "HyperparameterTuner",
+        "HyperparameterTuningJobAnalytics", "IdentitySerializer", "IntegerParameter",
+        "JSONDeserializer", "JSONLinesDeserializer", "JSONLinesSerializer", "JSONSerializer",
+        "Model", "NumpyDeserializer", "NumpySerializer", "Predictor", "RecordDeserializer",
+        "RecordSerializer", "ServerStartError", "Session", "StorageEntry",
+        "StringDeserializer", "TrainingInput", "TrainingJobAnalytics",
+        "TrainingJobFailedError", "TuningJobFailedError", "WarmStartConfig", "WarmStartTypes",
+        "__version__"]
     for name in sdk.__all__:
         assert getattr(openmaker, name) is getattr(sdk, name)
     with pytest.raises(AttributeError):

@@ -8,12 +8,16 @@ import json
 import sys
 from pathlib import Path
 
+from openmaker.cli.tuning import add_tuning_parser, tuning_action
+
 EPILOG = """examples:
   openmaker server --port 7777              serve every API on one port (foreground)
   openmaker storage cp data/ s3://bucket/data/ --recursive
   openmaker storage ls s3://bucket/data/
   openmaker training list
   openmaker training logs my-job --follow
+  openmaker tuning create --cli-input-json file://tuning.json --wait
+  openmaker tuning jobs my-tuning-job --sort-by FinalObjectiveMetricValue
   openmaker endpoints list
   openmaker invoke my-endpoint --body "5.1,3.5,1.4,0.2" --content-type text/csv
   openmaker status
@@ -81,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "checkpoints), as EC2 does when it takes spot capacity back")
     interrupt.add_argument("job")
 
+    add_tuning_parser(commands, _server_options)
+
     endpoints = commands.add_parser("endpoints", help="list, describe and delete endpoints",
                                     description="Endpoints on the server.")
     endpoints.add_argument("--url", help="server URL (default $OPENMAKER_URL, else the "
@@ -127,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="server URL (default $OPENMAKER_URL, else the "
+                                      "server on this home, else a new one)")
+    parser.add_argument("--home", help="home directory")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -142,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return {"server": run_server, "storage": run_storage, "training": run_training,
-                "endpoints": run_endpoints, "invoke": run_invoke, "status": run_status}[
+                "tuning": run_tuning, "endpoints": run_endpoints, "invoke": run_invoke,
+                "status": run_status}[
             args.command](args)
     except ConfigError as exc:
         print(f"openmaker: configuration error: {exc}", file=sys.stderr)
@@ -252,6 +265,10 @@ def _s3_copy_pairs(session, args: argparse.Namespace) -> list:
 
 def run_training(args: argparse.Namespace) -> int:
     return _with_session(args, _training_action)
+
+
+def run_tuning(args: argparse.Namespace) -> int:
+    return _with_session(args, tuning_action)
 
 
 def _print_listing(rows: list[tuple[str, str, str]]) -> None:

@@ -1,6 +1,7 @@
 """The Pythonic SDK: sessions bound to an openmaker server, built on boto3 clients,
-estimators that run training jobs on it, their metrics as DataFrames, models deployed to
-endpoints, and predictors (with the SageMaker SDK's serializers) that call them."""
+estimators that run training jobs on it, tuners that search their hyperparameters, their
+metrics as DataFrames, models deployed to endpoints, and predictors (with the SageMaker
+SDK's serializers) that call them."""
 
 from openmaker.sdk.analytics import TrainingJobAnalytics
 from openmaker.sdk.estimator import Estimator, TrainingInput, TrainingJobFailedError
@@ -22,10 +23,23 @@ from openmaker.sdk.serializers import (
     StringDeserializer,
 )
 from openmaker.sdk.session import ServerStartError, Session, StorageEntry
+from openmaker.sdk.tuner import (
+    CategoricalParameter,
+    ContinuousParameter,
+    HyperparameterTuner,
+    HyperparameterTuningJobAnalytics,
+    IntegerParameter,
+    TuningJobFailedError,
+    WarmStartConfig,
+    WarmStartTypes,
+)
 
-__all__ = ["BytesDeserializer", "CSVDeserializer", "CSVSerializer", "EndpointDeploymentError",
-           "Estimator", "IdentitySerializer", "JSONDeserializer", "JSONLinesDeserializer",
+__all__ = ["BytesDeserializer", "CSVDeserializer", "CSVSerializer", "CategoricalParameter",
+           "ContinuousParameter", "EndpointDeploymentError", "Estimator",
+           "HyperparameterTuner", "HyperparameterTuningJobAnalytics", "IdentitySerializer",
+           "IntegerParameter", "JSONDeserializer", "JSONLinesDeserializer",
            "JSONLinesSerializer", "JSONSerializer", "Model", "NumpyDeserializer",
            "NumpySerializer", "Predictor", "RecordDeserializer", "RecordSerializer",
            "ServerStartError", "Session", "StorageEntry", "StringDeserializer",
-           "TrainingInput", "TrainingJobAnalytics", "TrainingJobFailedError"]
+           "TrainingInput", "TrainingJobAnalytics", "TrainingJobFailedError",
+           "TuningJobFailedError", "WarmStartConfig", "WarmStartTypes"]
