@@ -44,9 +44,11 @@ from openmaker.tuning.tuner import (
     TRAINING_JOB_TYPE,
     Definition,
     TuningJobRunner,
+    definitions_of,
     hyperband_resources,
     now,
     training_job_summary,
+    training_request,
 )
 
 DEFAULT_LIST_MAX_RESULTS = 10
@@ -140,42 +142,6 @@ def _lowest(parameter: TunedParameter) -> Any:
     return parameter.values[0] if parameter.kind == "Categorical" else _ends(parameter)[0]
 
 
-def _training_request(definition: dict, hyperparameters: dict[str, str]) -> dict:
-    """The CreateTrainingJob request (less its name) a definition's training job makes."""
-    request: dict[str, Any] = {
-        key: copy.deepcopy(definition[key])
-        for key in ("RoleArn", "InputDataConfig", "VpcConfig", "OutputDataConfig",
-                    "StoppingCondition", "EnableNetworkIsolation",
-                    "EnableInterContainerTrafficEncryption", "EnableManagedSpotTraining",
-                    "CheckpointConfig", "RetryStrategy", "Environment")
-        if definition.get(key) is not None}
-    specification = definition["AlgorithmSpecification"]
-    request["AlgorithmSpecification"] = {
-        key: copy.deepcopy(specification[key])
-        for key in ("TrainingImage", "AlgorithmName", "TrainingInputMode", "MetricDefinitions")
-        if specification.get(key) is not None}
-    request["ResourceConfig"] = _resource_config(definition)
-    request["HyperParameters"] = hyperparameters
-    return request
-
-
-def _resource_config(definition: dict) -> dict | None:
-    if definition.get("ResourceConfig"):
-        return copy.deepcopy(definition["ResourceConfig"])
-    tuning = definition.get("HyperParameterTuningResourceConfig")
-    if not tuning:
-        return None
-    configs = tuning.get("InstanceConfigs")
-    chosen = configs[0] if configs else tuning  # Prioritized: the first choice is available
-    config = {key: chosen[key] for key in ("InstanceType", "InstanceCount", "VolumeSizeInGB")
-              if chosen.get(key) is not None}
-    config.setdefault("InstanceCount", 1)
-    config.setdefault("VolumeSizeInGB", 30)
-    if tuning.get("VolumeKmsKeyId"):
-        config["VolumeKmsKeyId"] = tuning["VolumeKmsKeyId"]
-    return config
-
-
 def _check_definition(ctx: RequestContext, definition: dict, parameters: list[TunedParameter],
                       objective: dict, field: str) -> None:
     if not (definition.get("ResourceConfig") or
@@ -189,7 +155,7 @@ def _check_definition(ctx: RequestContext, definition: dict, parameters: list[Tu
     static = definition.get("StaticHyperParameters") or {}
     sample = {**static, **{p.name: p.hyperparameter(_lowest(p)) for p in parameters},
               TUNING_OBJECTIVE: objective["MetricName"]}
-    request = {"TrainingJobName": "tuning-check", **_training_request(definition, sample)}
+    request = {"TrainingJobName": "tuning-check", **training_request(definition, sample)}
     try:
         check_training_job_request(ctx, request)
     except errors.ValidationException as exc:
@@ -256,8 +222,7 @@ def _check_warm_start(ctx: RequestContext, params: dict, definitions: list[Defin
                 f"{field}.{index}: the parent tuning job {name} is "
                 f"{record['HyperParameterTuningJobStatus']}; parents must have ended "
                 "(Completed, Stopped or Failed).")
-        parents = [Definition.from_request(record, d, i)
-                   for i, d in enumerate(_definitions_of(record))]
+        parents = definitions_of(record)
         if parents[0].objective["Type"] != direction or \
                 {p.objective["MetricName"] for p in parents} != \
                 {d.objective["MetricName"] for d in definitions}:
@@ -280,12 +245,6 @@ def _algorithm_and_data(definition: dict) -> tuple:
     data = sorted(json.dumps(channel, sort_keys=True)
                   for channel in definition.get("InputDataConfig") or [])
     return image, data
-
-
-def _definitions_of(record: dict) -> list[dict]:
-    if record.get("TrainingJobDefinitions"):
-        return record["TrainingJobDefinitions"]
-    return [record["TrainingJobDefinition"]]
 
 
 # -- operations -----------------------------------------------------------------------------
@@ -420,8 +379,7 @@ def list_training_jobs_for_hyper_parameter_tuning_job(ctx: RequestContext, param
     resume_tuning_jobs(ctx.platform)
     name = params["HyperParameterTuningJobName"]
     record = _get(ctx.platform, name)
-    definitions = [Definition.from_request(record, d, i)
-                   for i, d in enumerate(_definitions_of(record))]
+    definitions = definitions_of(record)
     summaries = []
     for entry in record.get("TrainingJobs", []):
         try:

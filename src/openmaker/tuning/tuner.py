@@ -19,6 +19,7 @@ histories, and proposes again the hyperparameters of jobs the restart cut off.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import queue
@@ -128,6 +129,42 @@ def hyperband_resources(config: dict, definitions: Sequence[Definition]) -> tupl
     return minimum, maximum
 
 
+def training_request(definition: dict, hyperparameters: dict[str, str]) -> dict:
+    """The CreateTrainingJob request (less its name) a definition's training job makes."""
+    request: dict[str, Any] = {
+        key: copy.deepcopy(definition[key])
+        for key in ("RoleArn", "InputDataConfig", "VpcConfig", "OutputDataConfig",
+                    "StoppingCondition", "EnableNetworkIsolation",
+                    "EnableInterContainerTrafficEncryption", "EnableManagedSpotTraining",
+                    "CheckpointConfig", "RetryStrategy", "Environment")
+        if definition.get(key) is not None}
+    specification = definition["AlgorithmSpecification"]
+    request["AlgorithmSpecification"] = {
+        key: copy.deepcopy(specification[key])
+        for key in ("TrainingImage", "AlgorithmName", "TrainingInputMode", "MetricDefinitions")
+        if specification.get(key) is not None}
+    request["ResourceConfig"] = resource_config(definition)
+    request["HyperParameters"] = hyperparameters
+    return request
+
+
+def resource_config(definition: dict) -> dict | None:
+    if definition.get("ResourceConfig"):
+        return copy.deepcopy(definition["ResourceConfig"])
+    tuning = definition.get("HyperParameterTuningResourceConfig")
+    if not tuning:
+        return None
+    configs = tuning.get("InstanceConfigs")
+    chosen = configs[0] if configs else tuning  # Prioritized: the first choice is available
+    config = {key: chosen[key] for key in ("InstanceType", "InstanceCount", "VolumeSizeInGB")
+              if chosen.get(key) is not None}
+    config.setdefault("InstanceCount", 1)
+    config.setdefault("VolumeSizeInGB", 30)
+    if tuning.get("VolumeKmsKeyId"):
+        config["VolumeKmsKeyId"] = tuning["VolumeKmsKeyId"]
+    return config
+
+
 # -- summaries ------------------------------------------------------------------------------
 def objective_value(child: dict, metric: str) -> float | None:
     for point in child.get("FinalMetricDataList") or []:
@@ -224,6 +261,9 @@ class TuningJobRunner:
         self._tally = Tally()
         self._grid: list[dict[str, str]] | None = None  # the Grid strategy's combinations
         self._max_resource: int | None = None  # Hyperband: epochs after which a job stops
+        # set by _tune; defaults so that a tuner failing early can still record its end
+        self._entries: list[dict] = []
+        self._warm: dict | None = None
         self._thread = threading.Thread(target=self._run, name=f"openmaker-tune-{name}",
                                         daemon=True)
 
@@ -407,7 +447,7 @@ class TuningJobRunner:
         self._ctx = self._context(record)
         self._arn = record["HyperParameterTuningJobArn"]
         self._warm = record.get("WarmStartConfig")
-        self._entries: list[dict] = list(record.get("TrainingJobs", []))
+        self._entries = list(record.get("TrainingJobs", []))
         self._warm_start(record)
         self._resume({**record, "TrainingJobs": self._entries})
         limits = config["ResourceLimits"]
@@ -512,10 +552,8 @@ class TuningJobRunner:
         static = definition.request.get("StaticHyperParameters") or {}
         hyperparameters = {**static, **tuned,
                            TUNING_OBJECTIVE: definition.objective["MetricName"]}
-        from openmaker.tuning.service import _training_request
-
         request = {"TrainingJobName": job_name,
-                   **_training_request(definition.request, hyperparameters)}
+                   **training_request(definition.request, hyperparameters)}
         tags = self._tags()
         if tags:
             request["Tags"] = tags
