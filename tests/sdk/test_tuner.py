@@ -18,6 +18,7 @@ from openmaker import (
     IntegerParameter,
     Session,
     TrainingInput,
+    TuningJobFailedError,
     WarmStartConfig,
     WarmStartTypes,
 )
@@ -358,3 +359,14 @@ def test_warm_start_from_a_finished_parent(finished, session):
     assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
     assert job["WarmStartConfig"]["ParentHyperParameterTuningJobs"] == [
         {"HyperParameterTuningJobName": finished.latest_tuning_job}]
+
+
+@pytest.mark.timeout(180)
+def test_wait_raises_when_no_training_job_reports_the_objective(session):
+    tuner = rmse_tuner(session, max_jobs=2)
+    with pytest.raises(TuningJobFailedError) as raised:
+        tuner.fit({"train": channels()["train"]})  # no validation channel: no validation:rmse
+    assert raised.value.job_name == tuner.latest_tuning_job
+    assert raised.value.failure_reason == tuner.describe()["FailureReason"]
+    with pytest.raises(ValueError, match="no best training job yet"):
+        tuner.best_training_job()
