@@ -188,9 +188,10 @@ def curve_config(strategy: str = "Random", max_jobs: int = 6, parallel: int = 1,
             **extra}
 
 
+@pytest.mark.parametrize("strategy", ["Random", "Bayesian"])
 def test_early_stopping_follows_the_median_of_running_averages_rule(tuning_server,
-                                                                     curve_source):
-    name = create(tuning_server, curve_config(max_jobs=8, RandomSeed=11,
+                                                                     curve_source, strategy):
+    name = create(tuning_server, curve_config(strategy, max_jobs=8, RandomSeed=11,
                                               TrainingJobEarlyStoppingType="Auto"),
                   curve_definition(curve_source))
     job = wait(tuning_server, name)

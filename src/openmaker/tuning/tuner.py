@@ -264,6 +264,7 @@ class TuningJobRunner:
         # set by _tune; defaults so that a tuner failing early can still record its end
         self._entries: list[dict] = []
         self._warm: dict | None = None
+        self._stopped_state = TrialState.PRUNED
         self._thread = threading.Thread(target=self._run, name=f"openmaker-tune-{name}",
                                         daemon=True)
 
@@ -325,6 +326,12 @@ class TuningJobRunner:
                 pruner = MedianRunningAveragePruner()
             else:
                 pruner = optuna.pruners.NopPruner()
+        # A stopped job's last value is what the sampler learns from it: as a pruned trial
+        # (TPE ranks those by their intermediate values), or, for the GP sampler, which
+        # learns from complete trials only, as a complete one: a pessimistic value for a
+        # configuration that was doing badly.
+        self._stopped_state = TrialState.COMPLETE if strategy == "Bayesian" \
+            else TrialState.PRUNED
         direction = "maximize" if self._maximize else "minimize"
         return optuna.create_study(study_name=record["HyperParameterTuningJobName"],
                                    direction=direction, sampler=sampler, pruner=pruner)
@@ -360,7 +367,7 @@ class TuningJobRunner:
             return optuna.trial.create_trial(state=TrialState.FAIL, params=params,
                                              distributions=distributions)
         intermediate = self._epoch_values(child["TrainingJobName"], metric)
-        state = TrialState.COMPLETE if status == "Completed" else TrialState.PRUNED
+        state = TrialState.COMPLETE if status == "Completed" else self._stopped_state
         return optuna.trial.create_trial(
             state=state, value=value if state == TrialState.COMPLETE else None,
             params=params, distributions=distributions,
@@ -626,7 +633,8 @@ class TuningJobRunner:
         if value is not None and (status == "Completed" or job.reached_max_resource):
             self._study_.tell(job.trial, value)
         elif status == "Stopped" and value is not None:
-            self._study_.tell(job.trial, state=TrialState.PRUNED)
+            self._study_.tell(job.trial, value if self._stopped_state == TrialState.COMPLETE
+                              else None, state=self._stopped_state)
         else:
             self._study_.tell(job.trial, state=TrialState.FAIL)
         self._account(job.entry, child)
