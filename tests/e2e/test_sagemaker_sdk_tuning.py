@@ -69,11 +69,6 @@ def test_fit_wait_best_training_job_and_analytics(tuner):
 
 # The SDK's Estimator.attach (which tuner.deploy uses for the best job) reads
 # DescribeTrainingJob's OutputDataConfig["KmsKeyId"], which SageMaker always returns.
-KMS_KEY_GAP = pytest.mark.xfail(raises=KeyError, strict=False, reason=(
-    "server: DescribeTrainingJob's OutputDataConfig has no KmsKeyId"))
-
-
-@KMS_KEY_GAP
 @pytest.mark.timeout(240)
 def test_deploy_and_predict_with_the_best_model(sdk, tuner):
     from sagemaker.deserializers import CSVDeserializer
@@ -95,10 +90,6 @@ def test_deploy_and_predict_with_the_best_model(sdk, tuner):
         predictor.delete_endpoint()
 
 
-@pytest.mark.xfail(raises=KeyError, strict=False, reason=(
-    "server: DescribeHyperParameterTuningJob's TrainingJobDefinition lacks "
-    "StaticHyperParameters._tuning_objective_metric, ResourceConfig (the SDK sends "
-    "HyperParameterTuningResourceConfig) and the built-in algorithm's MetricDefinitions"))
 @pytest.mark.timeout(180)
 def test_attach_rebuilds_the_tuner(sdk, tuner):
     """``HyperparameterTuner.attach`` deletes ``_tuning_objective_metric`` from the job's

@@ -496,7 +496,10 @@ TOO_MANY = {"IntegerParameterRanges": [
     (config("Hyperband", TrainingJobEarlyStoppingType="Auto"), None,
      "TrainingJobEarlyStoppingType must be Off with the Hyperband strategy"),
     (config("Hyperband"), None, "HyperbandStrategyConfig.MaxResource is required"),
-    (config(), definition({"num_round": "0"}), "num_round"),
+    (config(), definition({"num_round": "0"}),
+     "TrainingJobDefinition.StaticHyperParameters: HyperParameters.num_round"),
+    (config(), definition({"objective": "bogus:thing"}),
+     "TrainingJobDefinition.StaticHyperParameters: HyperParameters.objective"),
     (config(), {**definition(), "InputDataConfig": [
         {**channel("train"), "DataSource": {"S3DataSource": {
             "S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/missing/"}}}]},

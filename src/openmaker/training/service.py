@@ -205,6 +205,9 @@ def _record(params: dict[str, Any], arn: str, program: TrainingProgram) -> dict[
     if record.get("CheckpointConfig"):
         record["CheckpointConfig"].setdefault("LocalPath", DEFAULT_CHECKPOINT_PATH)
     record["ResourceConfig"].setdefault("InstanceCount", 1)
+    # SageMaker always answers with a KmsKeyId ("" without a key); the SageMaker SDK's
+    # Estimator.attach reads it unconditionally.
+    record["OutputDataConfig"].setdefault("KmsKeyId", "")
     for flag in ("EnableNetworkIsolation", "EnableInterContainerTrafficEncryption",
                  "EnableManagedSpotTraining"):
         record.setdefault(flag, False)

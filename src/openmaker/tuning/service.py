@@ -22,6 +22,7 @@ import base64
 import copy
 import hashlib
 import json
+import re
 import threading
 from typing import Any
 
@@ -47,6 +48,7 @@ from openmaker.tuning.tuner import (
     definitions_of,
     hyperband_resources,
     now,
+    resource_config,
     training_job_summary,
     training_request,
 )
@@ -123,6 +125,13 @@ def _check_hyperparameters(definition: dict, parameters: list[TunedParameter], f
         return
     algorithm = find_algorithm(program.algorithm)
     base = {**static, **{p.name: p.hyperparameter(_lowest(p)) for p in parameters}}
+    try:
+        algorithm.validate_hyperparameters(base)
+    except errors.ValidationException as exc:
+        named = re.match(r"HyperParameters\.([^:\s]+)", exc.message)
+        if named is None or named.group(1) in static:
+            raise errors.ValidationException(
+                f"{field}.StaticHyperParameters: {exc.message}") from None
     for parameter in parameters:
         candidates = parameter.values if parameter.kind == "Categorical" else \
             [parameter.hyperparameter(v) for v in _ends(parameter)]
@@ -160,6 +169,24 @@ def _check_definition(ctx: RequestContext, definition: dict, parameters: list[Tu
         check_training_job_request(ctx, request)
     except errors.ValidationException as exc:
         raise errors.ValidationException(f"{field}: {exc.message}") from None
+
+
+def _as_described(request: dict, objective: dict) -> dict:
+    """A definition as DescribeHyperParameterTuningJob shows it (and the SageMaker SDK's
+    ``HyperparameterTuner.attach`` reads it): with the injected
+    ``_tuning_objective_metric``, a built-in's metric definitions, and the
+    ``ResourceConfig`` its jobs run with."""
+    definition = copy.deepcopy(request)
+    definition["StaticHyperParameters"] = {**(definition.get("StaticHyperParameters") or {}),
+                                           TUNING_OBJECTIVE: objective["MetricName"]}
+    specification = definition["AlgorithmSpecification"]
+    if not specification.get("MetricDefinitions"):
+        program = training_program(specification, definition["StaticHyperParameters"])
+        specification["MetricDefinitions"] = \
+            find_algorithm(program.algorithm).metric_definitions if program.built_in else []
+    if not definition.get("ResourceConfig"):
+        definition["ResourceConfig"] = resource_config(definition)
+    return definition
 
 
 def _check_limits(config: dict, grid_size: int | None) -> None:
@@ -311,10 +338,12 @@ def create_hyper_parameter_tuning_job(ctx: RequestContext, params: dict) -> dict
         "TrainingJobs": [],
         "CallerAccessKeyId": ctx.access_key_id,
     }
+    stored = [_as_described(request, d.objective) for request, d in
+              zip(requests, definitions, strict=True)]
     if several:
-        record["TrainingJobDefinitions"] = copy.deepcopy(several)
+        record["TrainingJobDefinitions"] = stored
     else:
-        record["TrainingJobDefinition"] = copy.deepcopy(single)
+        record["TrainingJobDefinition"] = stored[0]
     if params.get("WarmStartConfig"):
         record["WarmStartConfig"] = copy.deepcopy(params["WarmStartConfig"])
     store.create(RESOURCE_TYPE, name, record, status="InProgress", tags=params.get("Tags"),
