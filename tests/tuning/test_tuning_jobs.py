@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
@@ -121,6 +122,9 @@ def test_random_search_runs_ordinary_training_jobs_and_picks_the_best(tuning_ser
         hyperparameters = described["HyperParameters"]
         assert hyperparameters["_tuning_objective_metric"] == "validation:rmse"
         assert hyperparameters["num_round"] == "8"
+        # two jobs at once share the machine's cores: each gets half for its thread pools
+        share = str(max(1, (os.cpu_count() or 1) // 2))
+        assert described["Environment"]["OMP_NUM_THREADS"] == share
         assert 0.05 <= float(hyperparameters["eta"]) <= 0.5
         assert 1 <= int(hyperparameters["max_depth"]) <= 6
         tags = client.list_tags(ResourceArn=described["TrainingJobArn"])["Tags"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import queue
 import secrets
 import threading
@@ -62,6 +63,8 @@ CONVERGENCE_MIN_WINDOW = 10
 CONVERGENCE_WINDOW_SHARE = 0.2
 IDLE_SECONDS = 0.5  # the longest the tuner sleeps without an event
 FIRST_HOST = "algo-1"
+# Thread-pool sizes a parallel tuning job gives each of its training jobs (see _launch).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def now() -> datetime:
@@ -307,6 +310,10 @@ class TuningJobRunner:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             if strategy == "Bayesian":
                 sampler: optuna.samplers.BaseSampler = optuna.samplers.GPSampler(seed=seed)
+                # The GP sampler fits its model with torch, imported on its first proposal
+                # after the random start-up trials; import it while those run instead.
+                threading.Thread(target=_import_torch, name="openmaker-import-torch",
+                                 daemon=True).start()
             elif strategy == "Random":
                 sampler = optuna.samplers.RandomSampler(seed=seed)
             elif strategy == "Grid":
@@ -564,6 +571,16 @@ class TuningJobRunner:
         tags = self._tags()
         if tags:
             request["Tags"] = tags
+        if self._max_parallel > 1:
+            # The parallel jobs share this machine's cores, as they would not on SageMaker
+            # (one instance each). Each gets its share for its thread pools: OpenMP threads
+            # that outnumber the cores spin-wait and take them from the other jobs (two
+            # concurrent built-in XGBoost jobs took 2-6x as long as one, with one thread
+            # each as long as one).
+            share = str(max(1, (os.cpu_count() or 1) // self._max_parallel))
+            environment = request.setdefault("Environment", {})
+            for variable in THREAD_VARIABLES:
+                environment.setdefault(variable, share)
         job = TrialJob(entry, definition, trial)
         self._entries.append(entry)
         self._jobs[job_name.lower()] = job
@@ -764,6 +781,13 @@ class TuningJobRunner:
             self._save(status, failure)
         except Exception:
             log.exception("tuning job %s: could not record its end", self.name)
+
+
+def _import_torch() -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:  # the sampler says so itself when it needs it
+        pass
 
 
 def _suggest(trial: Trial, name: str, distribution: BaseDistribution) -> Any:
