@@ -537,37 +537,44 @@ def test_unknown_tuning_jobs_and_taken_names(tuning_server):
     wait(tuning_server, name)
 
 
-def test_a_restarted_server_resumes_the_tuning_job_and_reruns_the_cut_off_job(tmp_path):
+def test_a_restarted_server_resumes_the_tuning_job_and_reruns_the_cut_off_jobs(tmp_path):
     from tests.training.test_jobs import source_tar
 
     home = tmp_path / "home"
     server = start_server(home)
+    cut_off = []
     try:
         server.client("s3").create_bucket(Bucket=BUCKET)
         key = "source/curve/sourcedir.tar.gz"
         server.client("s3").put_object(Bucket=BUCKET, Key=key, Body=source_tar(CURVE))
+        # 20 epochs take 5 s: a job seen running is still running when the server stops
         name = create(server, curve_config(max_jobs=3, RandomSeed=5),
-                      curve_definition(f"s3://{BUCKET}/{key}", {"epochs": "6"}))
-        deadline = time.monotonic() + 60
-        while not (training_jobs(server, name, StatusEquals="Completed") and
-                   training_jobs(server, name, StatusEquals="InProgress")):
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        cut_off = training_jobs(server, name, StatusEquals="InProgress")[0]
-    finally:
-        server.stop()
-    server = start_server(home)
-    try:
+                      curve_definition(f"s3://{BUCKET}/{key}", {"epochs": "20"}))
+        for restart in range(2):  # cut off the second job, then the job that reruns it
+            deadline = time.monotonic() + 60
+            while True:
+                summaries = training_jobs(server, name, SortBy="CreationTime")
+                if len(summaries) == 2 + restart and \
+                        summaries[-1]["TrainingJobStatus"] == "InProgress":
+                    break
+                assert time.monotonic() < deadline, summaries
+                time.sleep(0.05)
+            cut_off.append(summaries[-1])
+            server.stop()
+            server = start_server(home)
         job = wait(server, name)
         assert job["HyperParameterTuningJobStatus"] == "Completed", job
         assert job["TrainingJobStatusCounters"] == {
-            "Completed": 3, "InProgress": 0, "RetryableError": 1, "NonRetryableError": 0,
+            "Completed": 3, "InProgress": 0, "RetryableError": 2, "NonRetryableError": 0,
             "Stopped": 0}
         summaries = training_jobs(server, name, SortBy="CreationTime")
-        assert len(summaries) == 4
-        assert summaries[1]["TrainingJobName"] == cut_off["TrainingJobName"]
-        assert summaries[1]["TrainingJobStatus"] == "Failed"
-        assert summaries[2]["TunedHyperParameters"] == cut_off["TunedHyperParameters"]
+        assert len(summaries) == 5
+        assert [s["TrainingJobName"] for s in summaries[1:3]] == \
+            [c["TrainingJobName"] for c in cut_off]
+        assert [s["TrainingJobStatus"] for s in summaries] == \
+            ["Completed", "Failed", "Failed", "Completed", "Completed"]
+        tuned = [s["TunedHyperParameters"] for s in summaries]
+        assert tuned[1] == tuned[2] == tuned[3] != tuned[4]
     finally:
         server.stop()
 

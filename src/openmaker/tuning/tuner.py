@@ -352,9 +352,9 @@ class TuningJobRunner:
         return distributions
 
     def _past_trial(self, definition: Definition, tuned: dict[str, str], child: dict,
-                    ) -> optuna.trial.FrozenTrial | None:
+                    ) -> optuna.trial.FrozenTrial:
         """A finished training job (this tuning job's or a warm-start parent's) as a trial
-        of the study; None when it has no objective value to learn from."""
+        of the study: a failed one when it has no objective value to learn from."""
         params: dict[str, Any] = {}
         distributions = self._distributions(definition)
         for parameter in definition.parameters:
@@ -403,17 +403,19 @@ class TuningJobRunner:
                 theirs = _definition_named(parent_definitions, entry.get("DefinitionName"))
                 mine = _definition_named(self._definitions, theirs.name)
                 trial = self._past_trial(mine, entry["TunedHyperParameters"], child)
-                if trial is not None and trial.state != TrialState.FAIL:
+                if trial.state != TrialState.FAIL:
                     self._study_.add_trial(trial)
 
     def _resume(self, record: dict) -> None:
-        """Rebuild the study from the training jobs an earlier server started."""
+        """Rebuild the study from the training jobs an earlier server started; propose
+        again the hyperparameters of those it cut off (once: an entry marked
+        ``Interrupted`` has been proposed again already)."""
         for entry in record.get("TrainingJobs", []):
+            if entry.get("Interrupted"):
+                continue
             child = self._child(entry["TrainingJobName"])
             definition = _definition_named(self._definitions, entry.get("DefinitionName"))
-            if child is None:
-                continue
-            if child["TrainingJobStatus"] == "Failed" and \
+            if child is not None and child["TrainingJobStatus"] == "Failed" and \
                     child.get("FailureReason") == RESTART_REASON:
                 entry["Interrupted"] = True
                 if not self._stop.is_set() and self._grid is None:
@@ -424,11 +426,10 @@ class TuningJobRunner:
                         params[DEFINITION_PARAMETER] = definition.name
                     self._study_.enqueue_trial(params, skip_if_exists=False)
                 continue
-            if not entry.get("Interrupted"):
-                self._tally.launched += 1
-            trial = self._past_trial(definition, entry["TunedHyperParameters"], child)
-            if trial is not None:
-                self._study_.add_trial(trial)
+            self._tally.launched += 1
+            if child is not None:
+                self._study_.add_trial(
+                    self._past_trial(definition, entry["TunedHyperParameters"], child))
             self._account(entry, child)
 
     def _child(self, name: str) -> dict | None:
