@@ -18,3 +18,5 @@ def test_the_demo_runs_end_to_end(tmp_path):
     assert "downloaded copy identical: True" in done.stdout
     assert "demo-xgboost: Completed" in done.stdout
     assert "validation:auc" in done.stdout and "xgboost loads it without pickle" in done.stdout
+    assert "demo-tuning: Completed, 6 training jobs completed" in done.stdout
+    assert "best training job: demo-tuning-" in done.stdout

@@ -115,6 +115,7 @@ def run_demo(home: Path) -> None:
         print(f"create_training_job without its required fields -> {type(exc).__name__}")
 
     train_xgboost(s3, sagemaker)
+    tune_xgboost(sagemaker)
 
     step("The objects are plain files in the home's object store")
     for path in sorted((home / "storage" / "demo").rglob("*")):
@@ -180,6 +181,53 @@ def train_xgboost(s3, sagemaker) -> None:
     held_out = model.predict(xgboost.DMatrix(features[450:]))
     accuracy = float(((held_out > 0.5) == labels[450:]).mean())
     print(f"{uri}: xgboost loads it without pickle; held-out accuracy {accuracy:.3f}")
+
+
+
+def tune_xgboost(sagemaker) -> None:
+    step("SageMaker: tune eta and max_depth of the same job (Bayesian search, 2 at a time)")
+    definition = sagemaker.describe_training_job(TrainingJobName="demo-xgboost")
+    static = {k: v for k, v in definition["HyperParameters"].items()
+              if k not in ("eta", "max_depth")}
+    sagemaker.create_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName="demo-tuning",
+        HyperParameterTuningJobConfig={
+            "Strategy": "Bayesian", "RandomSeed": 0,
+            "HyperParameterTuningJobObjective": {"Type": "Maximize",
+                                                 "MetricName": "validation:auc"},
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": 6, "MaxParallelTrainingJobs": 2},
+            "ParameterRanges": {
+                "ContinuousParameterRanges": [{"Name": "eta", "MinValue": "0.05",
+                                               "MaxValue": "0.5",
+                                               "ScalingType": "Logarithmic"}],
+                "IntegerParameterRanges": [{"Name": "max_depth", "MinValue": "2",
+                                            "MaxValue": "6"}]}},
+        TrainingJobDefinition={
+            key: definition[key] for key in ("RoleArn", "InputDataConfig", "OutputDataConfig",
+                                             "ResourceConfig", "StoppingCondition")}
+        | {"StaticHyperParameters": static,
+           "AlgorithmSpecification": {
+               "TrainingImage": definition["AlgorithmSpecification"]["TrainingImage"],
+               "TrainingInputMode": "File"}})
+    while True:
+        job = sagemaker.describe_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName="demo-tuning")
+        if job["HyperParameterTuningJobStatus"] in ("Completed", "Failed", "Stopped"):
+            break
+        time.sleep(0.5)
+    print(f"demo-tuning: {job['HyperParameterTuningJobStatus']}, "
+          f"{job['TrainingJobStatusCounters']['Completed']} training jobs completed")
+    if job["HyperParameterTuningJobStatus"] != "Completed":
+        raise SystemExit(f"tuning failed: {job.get('FailureReason')}")
+    summaries = sagemaker.list_training_jobs_for_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName="demo-tuning", SortBy="FinalObjectiveMetricValue",
+        SortOrder="Descending")["TrainingJobSummaries"]
+    for summary in summaries:
+        tuned = ", ".join(f"{k}={v}" for k, v in sorted(summary["TunedHyperParameters"].items()))
+        objective = summary["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+        print(f"  {summary['TrainingJobName']:<32} validation:auc {objective:.4f}  {tuned}")
+    best = job["BestTrainingJob"]
+    print(f"best training job: {best['TrainingJobName']}")
 
 
 if __name__ == "__main__":
