@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/pipe_mode.py
 	$(BIN)/python benchmarks/xgboost_job.py
 	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/tuning.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
