@@ -352,3 +352,15 @@ def test_a_host_with_an_empty_shard_takes_part(jobs: JobRunner, digits) -> None:
     result = jobs.run("knn", channels, hyperparameters(sample_size="1000"),
                       instance_count=2).check()
     assert len(np.fromfile(result.model_dir / knn.LABELS_FILE, dtype="<f4")) == 300
+
+
+def test_a_bad_shard_stops_every_host_with_its_error(jobs: JobRunner, digits) -> None:
+    train_x, train_y, _, _ = digits
+    channels = {"train": Channel({"a.csv": csv_bytes(train_x[:50], train_y[:50]),
+                                  "b.csv": csv_bytes(train_x[:50, :60], train_y[:50])},
+                                 "text/csv", distribution="ShardedByS3Key")}
+    result = jobs.run("knn", channels, hyperparameters(), instance_count=2, timeout=60)
+    assert result.returncodes == [2, 2]
+    failures = [result.failure(index) for index in range(2)]
+    assert all(f.startswith("ClientError: ") and "feature_dim is 64" in f for f in failures)
+    assert any(f.startswith("ClientError: algo-") for f in failures)  # the other host's

@@ -130,10 +130,6 @@ def check_dependencies(values: Mapping[str, Any]) -> None:
 def defaults(values: Mapping[str, Any]) -> dict[str, Any]:
     """``values`` with the optional hyperparameters' defaults filled in."""
     filled = {p.name: p.default for p in HYPERPARAMETERS.parameters if p.default is not None}
-    for parameter in HYPERPARAMETERS.parameters:
-        if parameter.kind == "text" and isinstance(filled.get(parameter.name), str) \
-                and parameter.check is not None:
-            filled[parameter.name] = parameter.check(filled[parameter.name])
     filled.update({k: v for k, v in values.items() if k in HYPERPARAMETERS})
     return filled
 
@@ -182,15 +178,27 @@ class Reservoir:
 
     def __init__(self, capacity: int, dim: int, rng: np.random.Generator) -> None:
         self.capacity = capacity
-        self.features = np.zeros((capacity, dim), dtype=np.float32)
-        self.labels = np.zeros(capacity, dtype=np.float32)
+        # grown as rows arrive: sample_size may be far above the rows there are
+        self.features = np.zeros((0, dim), dtype=np.float32)
+        self.labels = np.zeros(0, dtype=np.float32)
         self.seen = 0
         self.rng = rng
+
+    def _grow(self, size: int) -> None:
+        if size <= len(self.labels):
+            return
+        size = min(self.capacity, max(size, 2 * len(self.labels)))
+        features = np.zeros((size, self.features.shape[1]), dtype=np.float32)
+        features[:len(self.features)] = self.features
+        self.features = features
+        self.labels = np.concatenate([self.labels, np.zeros(size - len(self.labels),
+                                                            dtype=np.float32)])
 
     def add(self, features: np.ndarray, labels: np.ndarray) -> None:
         n = len(features)
         fill = max(0, min(self.capacity - self.seen, n))
         if fill:
+            self._grow(self.seen + fill)
             self.features[self.seen:self.seen + fill] = features[:fill]
             self.labels[self.seen:self.seen + fill] = labels[:fill]
         if fill < n:
@@ -408,7 +416,13 @@ def build_model(features: np.ndarray, labels: np.ndarray, values: Mapping[str, A
             metadata["faiss_index_pq_nbits"] = nbits
             index = faiss.IndexIVFPQ(quantizer, index_dim, nlist, m, nbits)
         index.cp.seed = SEED
-        index.train(vectors)
+        try:
+            index.train(vectors)
+        except RuntimeError as error:
+            message = str(error).strip().splitlines()[-1] if str(error).strip() else "failed"
+            raise ClientError(f"faiss could not train the {index_type} index on {points} "
+                              f"sampled points: {message}; raise sample_size, lower "
+                              "faiss_index_ivf_nlists or use faiss.Flat") from None
         # UNVERIFIED: SageMaker's nprobe; sqrt(nlist) lists are probed per query.
         index.nprobe = min(nlist, max(1, round(math.sqrt(nlist))))
         metadata["faiss_index_ivf_nlists"] = nlist
@@ -424,8 +438,8 @@ def _data_format(env: TrainingEnvironment, channel: str) -> str:
     return parse_content_type(env.content_type(channel) or DEFAULT_CONTENT_TYPE).format
 
 
-def iter_batches(env: TrainingEnvironment, channel: str, feature_dim: int, batch_size: int,
-                 require_labels: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def iter_batches(env: TrainingEnvironment, channel: str, feature_dim: int, batch_size: int
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Dense float32 batches of at most ``batch_size`` rows of ``channel``, file by file,
     checked against ``feature_dim`` (sparse rows are widened to it)."""
     from openmaker.algorithms._data import READERS, channel_streams
@@ -502,13 +516,23 @@ class _Cluster:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def agree(self, error: str | None) -> None:
-        """Raise the first host's error (by rank) on every host, so all stop together."""
-        errors = self.gather(error)
-        for host, message in zip(self.hosts, errors, strict=True):
-            if message is not None:
-                raise ClientError(message if host == self.hosts[self.rank] or self.size == 1
-                                  else f"{host}: {message}")
+    def agree(self, error: Exception | None) -> None:
+        """Raise the first host's error (by rank) on every host, so all stop together: a
+        ClientError as one, anything else as an AlgorithmError."""
+        if error is not None and not isinstance(error, ClientError | AlgorithmError):
+            error = AlgorithmError(f"{type(error).__name__}: {error}")
+        if self.size == 1:
+            if error is not None:
+                raise error
+            return
+        errors = self.gather(None if error is None
+                             else (isinstance(error, ClientError), str(error)))
+        for host, found in zip(self.hosts, errors, strict=True):
+            if found is not None:
+                client, message = found
+                if host != self.hosts[self.rank]:
+                    message = f"{host}: {message}"
+                raise ClientError(message) if client else AlgorithmError(message)
 
     def close(self) -> None:
         if self.group:
@@ -560,7 +584,7 @@ def train(env: TrainingEnvironment) -> None:
     if "train" not in env.input_data_config:
         raise ClientError("InputDataConfig: knn needs a 'train' channel")
     cluster = _Cluster(env)
-    error = None
+    error: Exception | None = None
     sample: tuple[np.ndarray, np.ndarray] | None = None
     try:
         capacity = _host_sample_size(values["sample_size"], cluster.rank, cluster.size)
@@ -572,8 +596,8 @@ def train(env: TrainingEnvironment) -> None:
         sample = reservoir.sample()
         print(f"{env.current_host}: sampled {len(sample[0])} of {reservoir.seen} training "
               "records", flush=True)
-    except ClientError as failure:
-        error = str(failure)
+    except Exception as failure:  # noqa: BLE001 -- every host must learn of it
+        error = failure
     cluster.agree(error)
     samples = cluster.gather(sample)
     model_files = None
@@ -581,13 +605,13 @@ def train(env: TrainingEnvironment) -> None:
         features = np.concatenate([s[0] for s in samples])
         labels = np.concatenate([s[1] for s in samples])
         if len(features) == 0:
-            error = "channel 'train' has no data: no records were found"
+            error = ClientError("channel 'train' has no data: no records were found")
         else:
             try:
                 model = build_model(features, labels, values, env.num_cpus)
                 model_files = model.files()
-            except ClientError as failure:
-                error = str(failure)
+            except Exception as failure:  # noqa: BLE001 -- every host must learn of it
+                error = failure
     cluster.agree(error if cluster.rank == 0 else None)
     model_files = cluster.broadcast(model_files)
     assert model_files is not None
@@ -602,8 +626,8 @@ def train(env: TrainingEnvironment) -> None:
         scored = (0.0, 0)
         try:
             scored = _score(model, env, values)
-        except ClientError as failure:
-            error = str(failure)
+        except Exception as failure:  # noqa: BLE001 -- every host must learn of it
+            error = failure
         cluster.agree(error)
         totals = cluster.gather(scored)
         total = sum(t for t, _ in totals)
