@@ -257,3 +257,80 @@ def test_wide_randomized_mode_recovers_low_rank_structure(monkeypatch) -> None:
     centred = data - data.mean(axis=0)
     expected = np.linalg.svd(centred, compute_uv=False)[:4]
     np.testing.assert_allclose(model.s[::-1], expected, rtol=1e-3)
+
+
+# -- through the server ------------------------------------------------------------------------
+def test_training_job_through_the_server(tmp_path, digits: np.ndarray) -> None:
+    """What the SageMaker SDK's PCA estimator sends: the ``pca:1`` image, RecordIO shards
+    (``record_set``) sharded over two instances; a bad hyperparameter refused at create."""
+    import tarfile
+    import time
+    import uuid
+
+    from botocore.exceptions import ClientError
+    from tests.conftest import start_server
+    from tests.training.test_jobs import wait
+
+    server = start_server(tmp_path / "home")
+    try:
+        s3 = server.client("s3")
+        s3.create_bucket(Bucket="pca")
+        for index, shard in enumerate(np.array_split(digits, 2)):
+            s3.put_object(Bucket="pca", Key=f"train/matrix_{index}.pbr", Body=_recordio(shard))
+        name = f"pca-{uuid.uuid4().hex[:8]}"
+        request = {
+            "TrainingJobName": name, "RoleArn": "arn:aws:iam::000000000000:role/SageMakerRole",
+            "HyperParameters": {"feature_dim": "64", "num_components": "5",
+                                "mini_batch_size": "500", "subtract_mean": "True"},
+            "AlgorithmSpecification": {
+                "TrainingImage": "382416733822.dkr.ecr.us-east-1.amazonaws.com/pca:1",
+                "TrainingInputMode": "File"},
+            "InputDataConfig": [{"ChannelName": "train", "ContentType": RECORDIO,
+                                 "DataSource": {"S3DataSource": {
+                                     "S3DataType": "S3Prefix", "S3Uri": "s3://pca/train/",
+                                     "S3DataDistributionType": "ShardedByS3Key"}}}],
+            "OutputDataConfig": {"S3OutputPath": "s3://pca/output"},
+            "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 2,
+                               "VolumeSizeInGB": 5},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 300}}
+        sagemaker = server.client("sagemaker")
+        with pytest.raises(ClientError, match=r"HyperParameters\.algorithm_mode"):
+            sagemaker.create_training_job(**{**request, "TrainingJobName": f"{name}-bad",
+                                             "HyperParameters": {**request["HyperParameters"],
+                                                                 "algorithm_mode": "exact"}})
+        sagemaker.create_training_job(**request)
+        job = wait(server, name, timeout=120)
+        assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+        final = {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList", [])}
+        assert 0 < final.get("train:explained_variance_ratio", 0) < 1, final
+        bucket, _, key = job["ModelArtifacts"]["S3ModelArtifacts"][len("s3://"):].partition("/")
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+            assert [m.name.removeprefix("./") for m in tar.getmembers() if m.isfile()] \
+                == [MODEL_FILE]
+            member = next(m for m in tar.getmembers() if m.name.endswith(MODEL_FILE))
+            model = decode_ndarray_dict(tar.extractfile(member).read())
+        expected = fit(mini_batches(digits, 500), 64, 5)
+        np.testing.assert_allclose(model["s"], expected.s, rtol=1e-5)
+
+        # served by an endpoint on the same image
+        sagemaker.create_model(ModelName=name, ExecutionRoleArn=request["RoleArn"],
+                               PrimaryContainer={"Image": request["AlgorithmSpecification"][
+                                   "TrainingImage"], "ModelDataUrl": f"s3://{bucket}/{key}"})
+        sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[
+            {"VariantName": "primary", "ModelName": name, "InstanceType": "ml.m5.large",
+             "InitialInstanceCount": 1}])
+        sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
+        deadline = time.monotonic() + 90
+        while (status := sagemaker.describe_endpoint(EndpointName=name)["EndpointStatus"]) \
+                not in ("InService", "Failed") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert status == "InService"
+        response = server.client("sagemaker-runtime").invoke_endpoint(
+            EndpointName=name, ContentType="text/csv", Accept="application/json",
+            Body=_csv(digits[:3]))
+        projections = json.loads(response["Body"].read())["projections"]
+        np.testing.assert_allclose([p["projection"] for p in projections],
+                                   expected.project(digits[:3]), rtol=1e-4, atol=1e-4)
+    finally:
+        server.stop()
