@@ -269,6 +269,19 @@ def test_two_hosts_sample_both_shards(jobs: JobRunner) -> None:
     assert scores[0] < scores[2] < scores[3] and scores[1] < scores[2], scores
 
 
+def test_a_failing_host_fails_every_host_at_once(jobs: JobRunner) -> None:
+    rng = np.random.default_rng(10)
+    channels = {"train": Channel({"part-0": csv_bytes(np.round(rng.normal(size=(50, 4)), 4)),
+                                  "part-1": csv_bytes(np.round(rng.normal(size=(50, 3)), 4))},
+                                 "text/csv;label_size=0", distribution="ShardedByS3Key")}
+    result = jobs.run("randomcutforest", channels, HYPERPARAMETERS, instance_count=2,
+                      timeout=60)
+    assert result.returncodes[0] != 0 and result.returncodes[1] != 0
+    first = result.failure(0)
+    assert first is not None and first.startswith("ClientError: ") and "feature_dim" in first
+    assert result.failure(1) is not None
+
+
 def test_records_of_the_wrong_width_fail_with_a_client_error(jobs: JobRunner) -> None:
     train_x, _ = anomalies(100, 2, seed=1)
     result = train(jobs, train_x[:, :3])

@@ -27,6 +27,7 @@ MXNet-serialised file, which is not reproduced).
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -128,6 +129,11 @@ class Forest:
     def num_trees(self) -> int:
         return int(self.roots.shape[0])
 
+    @functools.cached_property
+    def box_span(self) -> np.ndarray:
+        """Each node's bounding-box span summed over the features (float64 (nodes,))."""
+        return (self.box_max - self.box_min).sum(axis=1, dtype=np.float64)
+
     def arrays(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in
                 ("feature", "cut", "left", "right", "size", "box_min", "box_max", "roots")}
@@ -153,10 +159,11 @@ class Forest:
         walker = np.arange(node.shape[0])
         while walker.size:
             q = points[record[walker]]
-            low, high = self.box_min[node], self.box_max[node]
-            extension = (np.maximum(low - q, 0) + np.maximum(q - high, 0)).sum(axis=1,
-                                                                               dtype=np.float64)
-            span = (high - low).sum(axis=1, dtype=np.float64) + extension
+            # the box's span once extended by the point; its own span is stored, summed in
+            # the same order, so a point inside the box extends it by exactly 0
+            span = (np.maximum(self.box_max[node], q) - np.minimum(self.box_min[node], q)
+                    ).sum(axis=1, dtype=np.float64)
+            extension = np.maximum(span - self.box_span[node], 0.0)
             with np.errstate(invalid="ignore", divide="ignore"):
                 cut_off = np.where(span > 0, extension / span, 0.0)
             size = self.size[node].astype(np.float64)
@@ -395,32 +402,31 @@ def _receive_blob(sock: socket.socket) -> bytes:
     return exactly(length)
 
 
-def gather_reservoirs(env: TrainingEnvironment, reservoir: Reservoir) -> Reservoir | None:
+def gather_reservoirs(env: TrainingEnvironment, reservoir: Reservoir,
+                      error: ClientError | None = None) -> Reservoir | None:
     """On the first host, every host's candidates merged into one reservoir; None on the
-    others (after sending theirs)."""
+    others (after sending theirs). A host that failed (``error``) still takes part, so
+    that every host stops with the failure instead of waiting for it."""
     hosts = env.hosts
     if len(hosts) == 1:
+        if error is not None:
+            raise error
         return reservoir
     if not env.master_addr or not env.master_port:
         raise AlgorithmError(f"training over {len(hosts)} hosts needs MASTER_ADDR and "
                              "MASTER_PORT in the environment")
-    blob_of = lambda r: dump_arrays({"rows": r.rows, "keys": r.keys},  # noqa: E731
-                                    {"seen": r.seen})
     if not env.is_master:
-        deadline = time.monotonic() + GATHER_TIMEOUT_S
-        while True:
-            try:
-                with socket.create_connection((env.master_addr, env.master_port),
-                                              timeout=GATHER_TIMEOUT_S) as sock:
-                    _send_blob(sock, blob_of(reservoir))
-                    sock.recv(1)  # the first host's acknowledgement
-                return None
-            except (ConnectionRefusedError, OSError):
-                if time.monotonic() > deadline:
-                    raise AlgorithmError(f"could not reach the first host at "
-                                         f"{env.master_addr}:{env.master_port}") from None
-                time.sleep(0.2)
-    received: dict[str, bytes] = {}
+        blob = dump_arrays({"rows": reservoir.rows, "keys": reservoir.keys},
+                           {"seen": reservoir.seen, "host": env.current_host,
+                            "error": None if error is None else str(error)})
+        answer = _send_to_master(env, blob)
+        if error is not None:
+            raise error
+        if answer != b"k":
+            raise AlgorithmError(f"the first host ({hosts[0]}) failed; its failure reason "
+                                 "says why")
+        return None
+    received: list[bytes] = []
     with socket.create_server(("", env.master_port)) as server:
         server.settimeout(GATHER_TIMEOUT_S)
         while len(received) < len(hosts) - 1:
@@ -431,12 +437,16 @@ def gather_reservoirs(env: TrainingEnvironment, reservoir: Reservoir) -> Reservo
                                      f"their sample within {GATHER_TIMEOUT_S} s") from None
             with connection:
                 connection.settimeout(GATHER_TIMEOUT_S)
-                blob = _receive_blob(connection)
-                connection.sendall(b"k")
-            received[str(len(received))] = blob
-    parts = [load_arrays(blob) for blob in received.values()]
-    # merge in a fixed order (by content), so the model does not depend on arrival order
-    parts.sort(key=lambda part: part[0]["keys"][:, :1].tobytes())
+                received.append(_receive_blob(connection))
+                connection.sendall(b"k" if error is None else b"e")
+    if error is not None:
+        raise error
+    parts = [load_arrays(blob) for blob in received]
+    for _, meta in sorted(parts, key=lambda part: str(part[1].get("host"))):
+        if meta.get("error"):
+            raise ClientError(f"{meta.get('host')}: {meta['error']}")
+    # merge in a fixed order (by host), so the model does not depend on arrival order
+    parts.sort(key=lambda part: str(part[1].get("host")))
     merged = Reservoir(reservoir.trees, reservoir.size, reservoir.width, reservoir.rng)
     merged.add(reservoir.rows, reservoir.keys)
     merged.seen = reservoir.seen
@@ -444,6 +454,23 @@ def gather_reservoirs(env: TrainingEnvironment, reservoir: Reservoir) -> Reservo
         merged.add(np.asarray(arrays["rows"]), np.asarray(arrays["keys"]))
         merged.seen += int(meta["seen"]) - arrays["rows"].shape[0]
     return merged
+
+
+def _send_to_master(env: TrainingEnvironment, blob: bytes) -> bytes:
+    """Send ``blob`` to the first host (retrying until it listens); its one-byte answer."""
+    assert env.master_addr and env.master_port
+    deadline = time.monotonic() + GATHER_TIMEOUT_S
+    while True:
+        try:
+            with socket.create_connection((env.master_addr, env.master_port),
+                                          timeout=GATHER_TIMEOUT_S) as sock:
+                _send_blob(sock, blob)
+                return sock.recv(1)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AlgorithmError(f"could not reach the first host at "
+                                     f"{env.master_addr}:{env.master_port}") from None
+            time.sleep(0.2)
 
 
 # -- training --------------------------------------------------------------------------------
@@ -479,16 +506,21 @@ def train(env: TrainingEnvironment) -> None:
     index = env.hosts.index(host) if host in env.hosts else 0
     reservoir = Reservoir(trees, per_tree, feature_dim,
                           np.random.default_rng([SEED, 0, index]))
-    # SageMaker reads label_size=1 when the type has none, so train data says label_size=0
-    for features, _ in iter_channel(env, "train", label_size=1):
-        if features.shape[1] != feature_dim:
-            raise ClientError(f"channel 'train': the records have {features.shape[1]} "
-                              f"features but HyperParameters.feature_dim is {feature_dim}")
-        reservoir.add(features)
-    elapsed = max(time.monotonic() - started, 1e-9)
-    print(f"#throughput_metric: host={host}, train throughput="
-          f"{reservoir.seen / elapsed:.1f} records/second", flush=True)
-    merged = gather_reservoirs(env, reservoir)
+    error = None
+    try:
+        # SageMaker reads label_size=1 when the type has none: train data says label_size=0
+        for features, _ in iter_channel(env, "train", label_size=1):
+            if features.shape[1] != feature_dim:
+                raise ClientError(f"channel 'train': the records have {features.shape[1]} "
+                                  f"features but HyperParameters.feature_dim is {feature_dim}")
+            reservoir.add(features)
+    except ClientError as failure:
+        error = failure
+    else:
+        elapsed = max(time.monotonic() - started, 1e-9)
+        print(f"#throughput_metric: host={host}, train throughput="
+              f"{reservoir.seen / elapsed:.1f} records/second", flush=True)
+    merged = gather_reservoirs(env, reservoir, error)
     if merged is None:
         return
     if merged.rows.shape[0] == 0:
