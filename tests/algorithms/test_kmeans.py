@@ -206,3 +206,52 @@ def test_inference_response_formats() -> None:
     assert body == b"1.0,0.0\n"
     with pytest.raises(Exception, match="3 features"):
         predictor.predict(b"1,2,3\n", "text/csv", "text/csv")
+
+
+def test_training_job_through_the_server_with_the_sagemaker_image(tmp_path) -> None:
+    import uuid
+
+    from botocore.exceptions import ClientError as BotoClientError
+    from tests.conftest import start_server
+    from tests.training.test_jobs import read_tar, wait
+
+    features = _blobs(300)
+    server = start_server(tmp_path / "home")
+    try:
+        s3 = server.client("s3")
+        s3.create_bucket(Bucket="kmeans")
+        s3.put_object(Bucket="kmeans", Key="train/data.csv", Body=_csv(features))
+        sagemaker = server.client("sagemaker")
+
+        def create(hyperparameters: dict[str, str]) -> str:
+            name = f"kmeans-{uuid.uuid4().hex[:8]}"
+            data = {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://kmeans/train/",
+                                     "S3DataDistributionType": "FullyReplicated"}}
+            sagemaker.create_training_job(
+                TrainingJobName=name, RoleArn="arn:aws:iam::000000000000:role/SageMakerRole",
+                HyperParameters=hyperparameters,
+                AlgorithmSpecification={
+                    "TrainingImage": "382416733822.dkr.ecr.us-east-1.amazonaws.com/kmeans:1",
+                    "TrainingInputMode": "File"},
+                InputDataConfig=[
+                    {"ChannelName": channel, "ContentType": "text/csv;label_size=0",
+                     "DataSource": data} for channel in ("train", "test")],
+                OutputDataConfig={"S3OutputPath": "s3://kmeans/output"},
+                ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1,
+                                "VolumeSizeInGB": 1},
+                StoppingCondition={"MaxRuntimeInSeconds": 120})
+            return name
+
+        with pytest.raises(BotoClientError, match=r"HyperParameters\.init_method"):
+            create({"feature_dim": "5", "k": "4", "init_method": "forgy"})
+        job = wait(server, create({"feature_dim": "5", "k": "4",
+                                   "eval_metrics": '["msd", "ssd"]'}), timeout=120)
+        assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+        final = {m["MetricName"]: m["Value"] for m in job["FinalMetricDataList"]}
+        files = read_tar(server, job["ModelArtifacts"]["S3ModelArtifacts"])
+        centers = read_ndarray_list(files[MODEL_FILE])[0]
+        inertia = _inertia(features, centers)
+        assert final["test:ssd"] == pytest.approx(inertia, rel=1e-3)
+        assert final["test:msd"] == pytest.approx(inertia / len(features), rel=1e-3)
+    finally:
+        server.stop()
