@@ -30,6 +30,10 @@ from openmaker.algorithms.base import (
 # name -> "module:class"; a new built-in is one entry here (and one in the conformance suite).
 _REGISTRY = {
     "xgboost": "openmaker.algorithms.xgboost:XGBoost",
+    "pca": "openmaker.algorithms.pca:PCA",
+    "knn": "openmaker.algorithms.knn:KNN",
+    "randomcutforest": "openmaker.algorithms.random_cut_forest:RandomCutForest",
+    "kmeans": "openmaker.algorithms.kmeans:KMeans",
 }
 _instances: dict[str, Algorithm] = {}
 
