@@ -613,3 +613,38 @@ def test_max_runtime_stops_the_tuning_job_and_its_running_training_job(tmp_path)
     assert job["ConsumedResources"]["RuntimeInSeconds"] >= 3
     assert "BestTrainingJob" in job
     platform.close()
+
+
+def test_other_built_in_algorithms_metrics_are_tuning_objectives(tuning_server):
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=8, size=(4, 3))
+    points = np.concatenate([c + rng.normal(size=(60, 3)) for c in centres])
+    body = "".join(",".join(f"{v:.5f}" for v in row) + "\n" for row in points).encode()
+    s3 = tuning_server.client("s3")
+    for name in ("train", "test"):
+        s3.put_object(Bucket=BUCKET, Key=f"blobs/{name}/data.csv", Body=body)
+    kmeans = definition(static={})
+    kmeans["AlgorithmSpecification"]["TrainingImage"] = \
+        "382416733822.dkr.ecr.us-east-1.amazonaws.com/kmeans:1"
+    kmeans["StaticHyperParameters"] = {"feature_dim": "3"}
+    kmeans["InputDataConfig"] = [
+        {**channel(name), "ContentType": "text/csv;label_size=0", "DataSource": {
+            "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/blobs/{name}/",
+                             "S3DataDistributionType": "FullyReplicated"}}}
+        for name in ("train", "test")]
+    grid = {"Strategy": "Grid",
+            "HyperParameterTuningJobObjective": {"Type": "Minimize", "MetricName": "test:msd"},
+            "ResourceLimits": {"MaxParallelTrainingJobs": 2},
+            "ParameterRanges": {"CategoricalParameterRanges": [
+                {"Name": "k", "Values": ["2", "4"]}]}}
+    name = create(tuning_server, grid, kmeans)
+    job = wait(tuning_server, name)
+    assert job["HyperParameterTuningJobStatus"] == "Completed", job
+    assert job["BestTrainingJob"]["TunedHyperParameters"] == {"k": "4"}  # the true count
+    assert job["BestTrainingJob"]["FinalHyperParameterTuningJobObjectiveMetric"][
+        "MetricName"] == "test:msd"
+    with pytest.raises(ClientError) as error:
+        create(tuning_server, {**grid, "HyperParameterTuningJobObjective": {
+            "Type": "Minimize", "MetricName": "validation:rmse"}}, kmeans)
+    assert "not a metric emitted by the kmeans algorithm" in \
+        error.value.response["Error"]["Message"]
