@@ -708,9 +708,11 @@ class Trainer:
             bias.zero_()
 
     def outputs_of(self, x: Any) -> Any:
-        import torch
-
-        return torch.matmul(x, self.weight) + self.bias.unsqueeze(1)  # (models, rows, outputs)
+        """(models, rows, outputs): one matrix product for every model."""
+        models, dim, outputs = self.weight.shape
+        flat = self.weight.permute(1, 0, 2).reshape(dim, models * outputs)
+        out = (x @ flat).view(-1, models, outputs).permute(1, 0, 2)
+        return out + self.bias.unsqueeze(1)
 
     def row_losses(self, x: Any, y: Any, weight: Any) -> Any:
         """Weighted per-model loss sum over the rows, and the weight sum."""
@@ -724,6 +726,21 @@ class Trainer:
 
         rows = x.shape[0]
         order = torch.randperm(rows, generator=self.generator)
+        threads = torch.get_num_threads()
+        models, dim, outputs = self.weight.shape
+        if batch_size * dim * models * outputs < 1 << 23:
+            # small products: one thread avoids the synchronisation that costs more
+            torch.set_num_threads(1)
+        try:
+            return self._epoch(x, y, w, batch_size, order)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _epoch(self, x: Any, y: Any, w: Any, batch_size: int, order: Any) -> Any:
+        import torch
+
+        rows = x.shape[0]
+        models, dim, outputs = self.weight.shape
         total = torch.zeros(self.models, dtype=torch.float64)
         values = self.values
         for start in range(0, rows, batch_size):
@@ -733,7 +750,8 @@ class Trainer:
             value, grad = self.objective(out, yb)
             total += (value * wb).sum(dim=1, dtype=torch.float64)
             grad = grad * (wb / wb.sum()).view(1, -1, 1)
-            grad_w = torch.matmul(xb.T, grad)  # (models, features, outputs)
+            grad_flat = grad.permute(1, 0, 2).reshape(len(index), models * outputs)
+            grad_w = (xb.T @ grad_flat).view(dim, models, outputs).permute(1, 0, 2)
             grad_b = grad.sum(dim=1) if self.use_bias else torch.zeros_like(self.bias)
             self.optimizer.step([grad_w, grad_b])
             if values["use_lr_scheduler"]:
@@ -949,8 +967,10 @@ def fit(env: TrainingEnvironment, values: dict[str, Any], cluster: _Cluster,
     mean, std, label_mean, label_std = _scaler(features, labels, values, cluster)
     trainer = Trainer(values, features.shape[1], num_models, cluster)
 
+    mean32, std32 = mean.astype(np.float32), std.astype(np.float32)
+
     def scaled(x: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
-        return (torch.from_numpy(((x - mean) / std).astype(np.float32)),
+        return (torch.from_numpy((x - mean32) / std32),
                 torch.from_numpy(((y - label_mean) / label_std).astype(np.float32)))
 
     x, y = scaled(features, labels)
@@ -1037,6 +1057,19 @@ def fit(env: TrainingEnvironment, values: dict[str, Any], cluster: _Cluster,
     for name, rows in (("train", (features, labels)), ("validation", validation)):
         report(env, values, cluster, chosen, name, rows, final=True)
     return chosen
+
+
+def fit_arrays(features: np.ndarray, labels: np.ndarray, hyperparameters: Mapping[str, str],
+               validation: tuple[np.ndarray, np.ndarray] | None = None) -> LinearModel:
+    """The model a one-host job with these hyperparameters (strings, as the API carries
+    them) trains on in-memory rows: the same code ``train`` runs after reading channels."""
+    values = defaults(HYPERPARAMETERS.parse(hyperparameters))
+    check_dependencies(values)
+    env = TrainingEnvironment.from_root(Path(os.devnull).parent / "nonexistent-opt-ml")
+    cluster = _Cluster.__new__(_Cluster)
+    cluster.hosts, cluster.rank, cluster.size = [env.current_host], 0, 1
+    return fit(env, values, cluster, np.ascontiguousarray(features, dtype=np.float32),
+               np.asarray(labels, dtype=np.float32), validation)
 
 
 def chosen_index(models: list[LinearModel], chosen: LinearModel) -> int:
