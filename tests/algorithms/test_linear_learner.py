@@ -229,3 +229,45 @@ def test_csv_response_has_the_label_then_the_score() -> None:
     assert float(lines[0][1]) == pytest.approx(1 / (1 + np.exp(-2)), rel=1e-6)
     loaded = linear_learner.LinearModel.from_bytes(model.files()["model_algo-1"])
     assert np.array_equal(loaded.weight, model.weight) and loaded.threshold == 0.5
+
+
+def test_balanced_positive_weight_raises_recall_on_rare_positives(capsys) -> None:
+    from sklearn.datasets import make_classification
+
+    features, labels = make_classification(3000, 8, weights=[0.95], flip_y=0.05,
+                                           random_state=3)
+    hyperparameters = {"predictor_type": "binary_classifier", "num_models": "1",
+                       "mini_batch_size": "100", "epochs": "5",
+                       "binary_classifier_model_selection_criteria": "loss_function"}
+    plain = linear_learner.fit_arrays(features, labels, hyperparameters)
+    balanced = linear_learner.fit_arrays(features, labels, {
+        **hyperparameters, "positive_example_weight_mult": "balanced"})
+
+    def recall(model: linear_learner.LinearModel) -> float:
+        predicted = model.labels(model.scores(features.astype(np.float32)))
+        return float(np.mean(predicted[labels == 1]))
+
+    assert recall(balanced) > recall(plain) + 0.1
+    capsys.readouterr()
+
+
+def test_tuning_trains_one_model_and_repeats_itself(capsys) -> None:
+    from sklearn.datasets import load_diabetes
+
+    features, labels = load_diabetes(return_X_y=True)
+    hyperparameters = {"predictor_type": "regressor", "mini_batch_size": "50",
+                       "_tuning_objective_metric": "test:mse"}
+    first = linear_learner.fit_arrays(features, labels, hyperparameters)
+    assert "selected model 0 of 1 " in capsys.readouterr().out
+    second = linear_learner.fit_arrays(features, labels, hyperparameters)
+    assert first.files() == second.files()
+
+
+def test_a_bad_label_fails_the_job_with_a_client_error(jobs: JobRunner) -> None:
+    features = np.arange(12, dtype=np.float32).reshape(6, 2)
+    labels = np.array([0, 1, 0, 2, 1, 0], dtype=np.float32)
+    result = jobs.run("linear-learner", {"train": Channel({"p": csv_bytes(features, labels)},
+                                                          "text/csv")},
+                      {"predictor_type": "binary_classifier"})
+    assert result.returncode != 0
+    assert result.failure().startswith("ClientError: ") and "record 4" in result.failure()
