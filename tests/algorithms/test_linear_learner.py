@@ -271,3 +271,54 @@ def test_a_bad_label_fails_the_job_with_a_client_error(jobs: JobRunner) -> None:
                       {"predictor_type": "binary_classifier"})
     assert result.returncode != 0
     assert result.failure().startswith("ClientError: ") and "record 4" in result.failure()
+
+
+def test_training_job_through_the_server(tmp_path) -> None:
+    """CreateTrainingJob with the SDK's linear-learner image: validation and test channels,
+    test: metrics in FinalMetricDataList; a bad hyperparameter refused by name."""
+    from botocore.exceptions import ClientError
+    from sklearn.datasets import load_breast_cancer
+    from tests.conftest import start_server
+    from tests.training.test_jobs import read_tar, wait
+
+    train_x, test_x, train_y, test_y = split(*load_breast_cancer(return_X_y=True))
+    running = start_server(tmp_path / "home")
+    try:
+        s3 = running.client("s3")
+        s3.create_bucket(Bucket="ll-data")
+        s3.put_object(Bucket="ll-data", Key="train/train.csv", Body=csv_bytes(train_x, train_y))
+        s3.put_object(Bucket="ll-data", Key="test/test.csv", Body=csv_bytes(test_x, test_y))
+
+        def channel(name: str) -> dict:
+            return {"ChannelName": name, "ContentType": "text/csv", "DataSource": {
+                "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://ll-data/{name}/",
+                                 "S3DataDistributionType": "FullyReplicated"}}}
+
+        def create(name: str, hps: dict[str, str]) -> None:
+            running.client("sagemaker").create_training_job(
+                TrainingJobName=name, RoleArn="arn:aws:iam::000000000000:role/SageMakerRole",
+                HyperParameters=hps,
+                AlgorithmSpecification={
+                    "TrainingImage":
+                        "382416733822.dkr.ecr.us-east-1.amazonaws.com/linear-learner:1",
+                    "TrainingInputMode": "File"},
+                InputDataConfig=[channel("train"), channel("test")],
+                OutputDataConfig={"S3OutputPath": "s3://ll-data/output"},
+                ResourceConfig={"InstanceType": "ml.m5.xlarge", "InstanceCount": 1,
+                                "VolumeSizeInGB": 5},
+                StoppingCondition={"MaxRuntimeInSeconds": 300})
+
+        hps = {"predictor_type": "binary_classifier", "mini_batch_size": "32",
+               "num_models": "4", "epochs": "10"}
+        create("ll-cancer", hps)
+        job = wait(running, "ll-cancer", timeout=120)
+        assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+        final = {m["MetricName"]: m["Value"] for m in job["FinalMetricDataList"]}
+        assert final["test:binary_classification_accuracy"] >= 0.94, final
+        assert "test:roc_auc_score" in final and "train:objective_loss" in final
+        files = read_tar(running, job["ModelArtifacts"]["S3ModelArtifacts"])
+        assert sorted(name.removeprefix("./") for name in files) == [linear_learner.MODEL_FILE]
+        with pytest.raises(ClientError, match=r"HyperParameters\.optimizer"):
+            create("ll-bad", {**hps, "optimizer": "adagrad"})
+    finally:
+        running.stop()
