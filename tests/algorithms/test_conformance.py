@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 from tests.algorithms.conftest import Channel, JobRunner
+from tests.algorithms.test_ip_insights import conformance_data, conformance_encode
 
 from openmaker.algorithms import Algorithm, EmptyRequest, NotAcceptable, find_algorithm
 from openmaker.algorithms.base import UnsupportedContentType
@@ -91,6 +92,8 @@ class AlgorithmCase:
     prediction_keys: tuple[str, ...] = ("score",)
     # whether the algorithm prints train:<metric> lines (KNN, K-Means, PCA ... do not)
     train_metrics: bool = True
+    # training/inference bodies from data()'s rows (ipinsights: entity, IP address pairs)
+    encoder: Callable[[str, np.ndarray, np.ndarray | None], bytes] = encode
 
     def __str__(self) -> str:
         return self.name
@@ -226,6 +229,137 @@ CASES = [
         evaluation_channel="test",
         prediction_keys=("score",),
     ),
+    AlgorithmCase(
+        name="factorization-machines",
+        hyperparameters={"feature_dim": "6", "num_factors": "4",
+                         "predictor_type": "binary_classifier", "epochs": "3",
+                         "mini_batch_size": "32", "bias_lr": "0.1", "linear_lr": "0.05",
+                         "factors_lr": "0.02"},
+        data=_binary_data,
+        # text/csv is an openmaker addition (SageMaker's FM reads RecordIO-protobuf only)
+        training_content_types=["application/x-recordio-protobuf", "text/csv"],
+        refused=set(),
+        model_files=["model_algo-1", "model_algo-1.json"],
+        inference_content_types=["application/json", "application/jsonlines",
+                                 "application/x-recordio-protobuf", "text/csv"],
+        accepts=["application/json", "application/jsonlines",
+                 "application/x-recordio-protobuf", "text/csv"],
+        bad_hyperparameters=[
+            ({"num_factors": "0"}, "num_factors"),
+            ({"predictor_type": "multiclass_classifier"}, "predictor_type"),
+            ({"feature_dim": "six"}, "feature_dim"),
+            ({"bias_init_method": "xavier"}, "bias_init_method"),
+            ({"factors_lr": "-1"}, "factors_lr"),
+            ({"epochs": "0"}, "epochs"),
+            ({"num_factor": "4"}, "num_factor"),
+        ],
+        repositories=["factorization-machines",
+                      "382416733822.dkr.ecr.us-east-1.amazonaws.com/factorization-machines:1"],
+        evaluation_channel="test",
+        prediction_keys=("score", "predicted_label"),
+        train_metrics=False,
+    ),
+    AlgorithmCase(
+        name="lightgbm",
+        hyperparameters={"num_boost_round": "20", "early_stopping_rounds": "5",
+                         "metric": "auc", "num_leaves": "8", "min_data_in_leaf": "5",
+                         "num_threads": "1"},
+        data=_binary_data,
+        training_content_types=["text/csv"],
+        refused={("text/csv", "Pipe")},
+        model_files=["model.pkl"],
+        inference_content_types=["text/csv"],
+        # application/json answers {"probabilities": ...}: checked in test_lightgbm.py
+        accepts=["text/csv"],
+        bad_hyperparameters=[
+            ({"learning_rate": "1.5"}, "learning_rate"),
+            ({"num_leaves": "1"}, "num_leaves"),
+            ({"bagging_fraction": "0"}, "bagging_fraction"),
+            ({"boosting": "xgb"}, "boosting"),
+            ({"metric": "mape"}, "metric"),
+            ({"num_boost_round": "zero"}, "num_boost_round"),
+            ({"num_leafs": "8"}, "num_leafs"),
+        ],
+        repositories=["lightgbm", "lightgbm-classification-model"],
+        prediction_keys=("probabilities",),
+    ),
+    AlgorithmCase(
+        name="catboost",
+        hyperparameters={"iterations": "20", "early_stopping_rounds": "5", "depth": "3",
+                         "learning_rate": "0.3", "eval_metric": "Logloss",
+                         "thread_count": "1", "random_seed": "3"},
+        data=_binary_data,
+        training_content_types=["text/csv"],
+        refused={("text/csv", "Pipe")},
+        model_files=["model"],
+        inference_content_types=["text/csv"],
+        # application/json answers {"probabilities": ...}: checked in test_catboost.py
+        accepts=["text/csv"],
+        bad_hyperparameters=[
+            ({"learning_rate": "1.5"}, "learning_rate"),
+            ({"depth": "17"}, "depth"),
+            ({"rsm": "0"}, "rsm"),
+            ({"grow_policy": "Oblivious"}, "grow_policy"),
+            ({"eval_metric": "Nonsense"}, "eval_metric"),
+            ({"thread_count": "0"}, "thread_count"),
+            ({"iteration": "8"}, "iteration"),
+        ],
+        repositories=["catboost", "catboost-classification-model"],
+        prediction_keys=("probabilities",),
+    ),
+    AlgorithmCase(
+        name="linear-learner",
+        hyperparameters={"predictor_type": "binary_classifier", "feature_dim": "6",
+                         "mini_batch_size": "30", "epochs": "5", "num_models": "4"},
+        data=_binary_data,
+        training_content_types=["text/csv", "application/x-recordio-protobuf"],
+        refused=set(),
+        model_files=["model_algo-1"],
+        inference_content_types=["text/csv", "application/json", "application/jsonlines",
+                                 "application/x-recordio-protobuf"],
+        accepts=["application/json", "application/jsonlines",
+                 "application/x-recordio-protobuf", "text/csv"],
+        bad_hyperparameters=[
+            ({"predictor_type": "ranker"}, "predictor_type"),
+            ({"epochs": "0"}, "epochs"),
+            ({"optimizer": "adagrad"}, "optimizer"),
+            ({"loss": "squared_loss"}, "loss"),
+            ({"learning_rate": "0"}, "learning_rate"),
+            ({"binary_classifier_model_selection_criteria": "auc"},
+             "binary_classifier_model_selection_criteria"),
+            ({"positive_example_weight_mult": "heavy"}, "positive_example_weight_mult"),
+            ({"epoch": "3"}, "epoch"),
+        ],
+        repositories=["linear-learner",
+                      "382416733822.dkr.ecr.us-east-1.amazonaws.com/linear-learner:1"],
+        prediction_keys=("predicted_label", "score"),
+    ),
+    AlgorithmCase(
+        name="ipinsights",
+        hyperparameters={"num_entity_vectors": "50", "vector_dim": "8", "epochs": "2",
+                         "mini_batch_size": "60", "learning_rate": "0.01"},
+        data=conformance_data,
+        training_content_types=["text/csv"],
+        refused={("text/csv", "Pipe")},  # the reference: File mode only
+        model_files=["model_algo-1", "model_algo-1.json"],
+        inference_content_types=["text/csv", "application/json", "application/jsonlines"],
+        accepts=["application/json", "application/jsonlines", "text/csv"],
+        bad_hyperparameters=[
+            ({"vector_dim": "2"}, "vector_dim"),
+            ({"num_entity_vectors": "0"}, "num_entity_vectors"),
+            ({"epochs": "0"}, "epochs"),
+            ({"learning_rate": "20"}, "learning_rate"),
+            ({"mini_batch_size": "500001"}, "mini_batch_size"),
+            ({"num_ip_encoder_layers": "101"}, "num_ip_encoder_layers"),
+            ({"random_negative_sampling_rate": "0", "shuffled_negative_sampling_rate": "0"},
+             "random_negative_sampling_rate"),
+            ({"weight_decay": "-1"}, "weight_decay"),
+            ({"vector_dims": "8"}, "vector_dims"),
+        ],
+        repositories=["ipinsights", "382416733822.dkr.ecr.us-east-1.amazonaws.com/ipinsights:1"],
+        encoder=conformance_encode,
+        prediction_keys=("dot_product",),
+    ),
 ]
 
 
@@ -244,10 +378,10 @@ def train_job(jobs: JobRunner, case: AlgorithmCase, content_type: str = "text/cs
               mode: str = "File", hyperparameters: dict[str, str] | None = None):
     train_x, train_y, val_x, val_y = case.data()
     channels = {
-        "train": Channel({"part-0": encode(content_type, train_x[:90], train_y[:90]),
-                          "part-1": encode(content_type, train_x[90:], train_y[90:])},
+        "train": Channel({"part-0": case.encoder(content_type, train_x[:90], train_y[:90]),
+                          "part-1": case.encoder(content_type, train_x[90:], train_y[90:])},
                          content_type),
-        case.evaluation_channel: Channel({"part-0": encode(content_type, val_x, val_y)},
+        case.evaluation_channel: Channel({"part-0": case.encoder(content_type, val_x, val_y)},
                                          content_type),
     }
     return jobs.run(case.name, channels, hyperparameters or case.hyperparameters,
@@ -293,7 +427,7 @@ def test_each_content_type_trains_in_each_mode(jobs: JobRunner, case: AlgorithmC
     assert sorted(p.name for p in result.model_dir.iterdir()) == case.model_files
     predictor = algorithm.load(result.model_dir)
     _, _, val_x, _ = case.data()
-    body, returned_type = predictor.predict(encode("text/csv", val_x, None), "text/csv",
+    body, returned_type = predictor.predict(case.encoder("text/csv", val_x, None), "text/csv",
                                             "text/csv")
     assert returned_type == "text/csv"
     assert len(body.decode().strip().splitlines()) == len(val_x)
@@ -345,8 +479,8 @@ def test_every_inference_content_type_and_accept(case: AlgorithmCase,
     reference = None
     for content_type in case.inference_content_types:
         for accept in case.accepts:
-            body, returned = predictor.predict(encode(content_type, val_x, None), content_type,
-                                               accept)
+            body, returned = predictor.predict(case.encoder(content_type, val_x, None),
+                                               content_type, accept)
             assert returned == accept
             values = np.asarray(_decode(body, accept, case.prediction_keys),
                                 dtype=float).reshape(len(val_x), -1)
@@ -359,7 +493,7 @@ def test_every_inference_content_type_and_accept(case: AlgorithmCase,
 def test_inference_refuses_bad_requests(case: AlgorithmCase, trained: dict[str, Path]) -> None:
     predictor = algorithm_of(case).load(trained[case.name])
     _, _, val_x, _ = case.data()
-    body = encode("text/csv", val_x[:2], None)
+    body = case.encoder("text/csv", val_x[:2], None)
     with pytest.raises(NotAcceptable) as refused:
         predictor.predict(body, "text/csv", "image/png")
     assert refused.value.status == 406
@@ -403,7 +537,7 @@ def test_same_seed_gives_the_same_model(jobs: JobRunner, case: AlgorithmCase) ->
         assert (first.model_dir / name).read_bytes() == (second.model_dir / name).read_bytes()
     algorithm = algorithm_of(case)
     _, _, val_x, _ = case.data()
-    body = encode("text/csv", val_x, None)
+    body = case.encoder("text/csv", val_x, None)
     assert (algorithm.load(first.model_dir).predict(body, "text/csv", "text/csv")
             == algorithm.load(second.model_dir).predict(body, "text/csv", "text/csv"))
 

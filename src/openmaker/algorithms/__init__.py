@@ -34,6 +34,11 @@ _REGISTRY = {
     "knn": "openmaker.algorithms.knn:KNN",
     "randomcutforest": "openmaker.algorithms.random_cut_forest:RandomCutForest",
     "kmeans": "openmaker.algorithms.kmeans:KMeans",
+    "ipinsights": "openmaker.algorithms.ip_insights:IPInsights",
+    "factorization-machines": "openmaker.algorithms.factorization_machines:FactorizationMachines",
+    "lightgbm": "openmaker.algorithms.lightgbm:LightGBM",
+    "linear-learner": "openmaker.algorithms.linear_learner:LinearLearner",
+    "catboost": "openmaker.algorithms.catboost:CatBoost",
 }
 _instances: dict[str, Algorithm] = {}
 
