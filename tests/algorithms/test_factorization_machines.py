@@ -1,5 +1,5 @@
-"""Built-in Factorization Machines: real training jobs beating a linear model (scikit-learn's,
-standing in for Linear Learner) where the label depends on pairwise interactions, the
+"""Built-in Factorization Machines: real training jobs beating the built-in Linear Learner
+(and scikit-learn's linear models) where the label depends on pairwise interactions, the
 regressor, sparse RecordIO in Pipe mode, several hosts over ShardedByS3Key, the FM identity,
 initialisation methods, bad labels, and the inference response formats."""
 
@@ -77,6 +77,20 @@ def channels(train: tuple, test: tuple, **options) -> dict[str, Channel]:
     }
 
 
+def linear_learner_metric(jobs: JobRunner, train: tuple, test: tuple, name: str,
+                          predictor_type: str) -> float:
+    """``name`` as the built-in Linear Learner reports it, trained on the same channels."""
+    result = jobs.run("linear-learner", channels(train, test), {
+        "feature_dim": str(2 * FIELD + NOISE), "predictor_type": predictor_type,
+        "epochs": "15", "mini_batch_size": "50"}).check()
+    definition = next(d for d in find_algorithm("linear-learner").metric_definitions
+                      if d["Name"] == name)
+    values = [float(match.group(1)) for line in result.output.splitlines()
+              if (match := re.search(definition["Regex"], line))]
+    assert values, result.output
+    return values[-1]
+
+
 def test_beats_a_linear_model_on_pairwise_interactions(jobs: JobRunner) -> None:
     from sklearn.linear_model import LogisticRegression
 
@@ -87,8 +101,11 @@ def test_beats_a_linear_model_on_pairwise_interactions(jobs: JobRunner) -> None:
     accuracy = metric(result.output, "test:binary_classification_accuracy")
     linear = LogisticRegression(max_iter=1000).fit(train[0], train[1])
     linear_accuracy = float(np.mean(linear.predict(test[0]) == test[1]))
+    learner_accuracy = linear_learner_metric(
+        jobs, train, test, "test:binary_classification_accuracy", "binary_classifier")
     assert accuracy > 0.95
     assert accuracy > linear_accuracy + 0.2
+    assert accuracy > learner_accuracy + 0.2
     assert metric(result.output, "test:binary_f_beta") > 0.9
     assert metric(result.output, "test:binary_classification_cross_entropy") < 0.3
 
@@ -113,7 +130,8 @@ def test_regressor_beats_ridge(jobs: JobRunner) -> None:
     rmse = metric(result.output, "test:rmse")
     ridge = Ridge().fit(train[0], train[1])
     ridge_rmse = float(np.sqrt(np.mean((ridge.predict(test[0]) - test[1]) ** 2)))
-    assert rmse < 0.5 < ridge_rmse
+    learner_rmse = linear_learner_metric(jobs, train, test, "test:rmse", "regressor")
+    assert rmse < 0.5 < min(ridge_rmse, learner_rmse)
     predictor = find_algorithm("factorization-machines").load(result.model_dir)
     body, content_type = predictor.predict(sparse_bytes(test[0][:3], None),
                                            "application/x-recordio-protobuf",
