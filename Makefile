@@ -32,6 +32,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/xgboost_job.py
 	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/tuning.py
+	$(BIN)/python benchmarks/kmeans.py
+	$(BIN)/python benchmarks/pca.py
+	$(BIN)/python benchmarks/random_cut_forest.py
+	$(BIN)/python benchmarks/linear_learner.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
