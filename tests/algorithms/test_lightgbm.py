@@ -219,3 +219,109 @@ def test_found_by_jumpstart_model_id() -> None:
     assert find_algorithm("lightgbm-regression-model") is find_algorithm("lightgbm")
     assert find_algorithm("lightgbm").objective_metrics()["auc"] == "Maximize"
     assert find_algorithm("lightgbm").objective_metrics()["rmse"] == "Minimize"
+
+
+# -- several hosts -----------------------------------------------------------------------------
+def _accuracy(model_dir, features: np.ndarray, labels: np.ndarray) -> float:
+    probabilities = np.asarray(predict_json(model_dir, features)["probabilities"])
+    return float(np.mean(probabilities.argmax(axis=1) == labels))
+
+
+def _rounds(output: str) -> list[int]:
+    return [int(found) for found in re.findall(r"^\[(\d+)\]", output, re.MULTILINE)]
+
+
+def _rows(output: str) -> tuple[int, int]:
+    """(training rows, validation rows) a host reported."""
+    found = re.search(r"(\d+) training rows, (\d+) validation rows", output)
+    assert found, output
+    return int(found[1]), int(found[2])
+
+
+def test_two_hosts_with_sharded_data_train_one_model(jobs: JobRunner) -> None:
+    from openmaker.algorithms.lightgbm import MODEL_FILE
+
+    train_x, train_y, test_x, test_y = breast_cancer()
+    half = len(train_y) // 2
+    hyperparameters = {**BASE, "metric": "binary_logloss"}
+    validation = {"part-0": csv_bytes(test_x, test_y)}
+    result = jobs.run("lightgbm", {
+        "train": Channel({"part-0": csv_bytes(train_x[:half], train_y[:half]),
+                          "part-1": csv_bytes(train_x[half:], train_y[half:])}, "text/csv",
+                         distribution="ShardedByS3Key"),
+        "validation": Channel(validation, "text/csv"),
+    }, hyperparameters, instance_count=2).check()
+    assert (result.layouts[0].model_dir / MODEL_FILE).is_file()
+    assert not (result.layouts[1].model_dir / MODEL_FILE).exists()
+    # the first host reports for the job
+    assert "validation's binary_logloss" in result.outputs[0]
+    assert "validation's binary_logloss" not in result.outputs[1]
+    assert _rounds(result.outputs[0]) == list(range(1, 41))
+    # each host trains on its own shard, and evaluates the whole (replicated) validation set
+    rows = [_rows(output) for output in result.outputs]
+    assert sorted(rows) == [(half, len(test_y)), (len(train_y) - half, len(test_y))]
+    booster = find_algorithm("lightgbm").load(result.model_dir).booster
+    assert "machines" not in booster.params and booster.num_trees() == 40
+
+    single = run(jobs, hyperparameters, {"part-0": csv_bytes(train_x, train_y)},
+                 validation).check()
+    ours = _accuracy(result.model_dir, test_x, test_y)
+    theirs = _accuracy(single.model_dir, test_x, test_y)
+    assert ours >= 0.93
+    assert abs(ours - theirs) <= 0.02, (ours, theirs)
+
+
+def test_two_hosts_stop_early_at_the_same_round(jobs: JobRunner) -> None:
+    # no validation channel: each host holds out part of its shard, and the first host
+    # gathers the held-out rows so that both evaluate (and stop on) the same rows
+    train_x, train_y, _, _ = breast_cancer()
+    result = jobs.run("lightgbm", {
+        "train": Channel({"part-0": csv_bytes(train_x[::2], train_y[::2]),
+                          "part-1": csv_bytes(train_x[1::2], train_y[1::2])}, "text/csv",
+                         distribution="ShardedByS3Key"),
+    }, {**BASE, "num_boost_round": "500", "learning_rate": "0.5",
+        "early_stopping_rounds": "3"}, instance_count=2).check()
+    rounds = _rounds(result.outputs[0])
+    assert 3 < len(rounds) < 500
+    assert "Early stopping: best iteration" in result.outputs[0]
+    booster = find_algorithm("lightgbm").load(result.model_dir).booster
+    assert booster.best_iteration == rounds[-1] - 3
+    # the held-out rows of both shards, on both hosts
+    held = [_rows(output)[1] for output in result.outputs]
+    assert held[0] == held[1] == 80
+
+
+def test_two_hosts_with_fully_replicated_data_split_the_rows(jobs: JobRunner) -> None:
+    train_x, train_y, test_x, test_y = breast_cancer()
+    result = jobs.run("lightgbm", {
+        "train": Channel({"part-0": csv_bytes(train_x, train_y)}, "text/csv"),
+        "validation": Channel({"part-0": csv_bytes(test_x, test_y)}, "text/csv"),
+    }, {**BASE, "tree_learner": "voting"}, instance_count=2).check()
+    rows = [_rows(output) for output in result.outputs]
+    assert sum(train for train, _ in rows) == len(train_y)
+    assert _accuracy(result.model_dir, test_x, test_y) >= 0.93
+
+
+def test_a_failing_host_fails_every_host(jobs: JobRunner) -> None:
+    train_x, train_y, _, _ = breast_cancer()
+    result = jobs.run("lightgbm", {
+        "train": Channel({"part-0": csv_bytes(train_x, train_y),
+                          "part-1": b"1,abc,3\n"}, "text/csv", distribution="ShardedByS3Key"),
+    }, BASE, instance_count=2, timeout=60)
+    assert result.returncodes[0] != 0 and result.returncodes[1] != 0
+    for index in range(2):
+        failure = result.failure(index)
+        assert failure is not None and failure.startswith("ClientError: "), failure
+
+
+def test_a_host_with_an_empty_shard_fails_every_host_clearly(jobs: JobRunner) -> None:
+    train_x, train_y, _, _ = breast_cancer()
+    result = jobs.run("lightgbm", {
+        "train": Channel({"part-0": csv_bytes(train_x, train_y)}, "text/csv",
+                         distribution="ShardedByS3Key"),
+    }, BASE, instance_count=2, timeout=60)
+    assert result.returncodes[0] != 0 and result.returncodes[1] != 0
+    for index in range(2):
+        failure = result.failure(index)
+        assert failure is not None and failure.startswith("ClientError: "), failure
+        assert "at least 2 files" in failure

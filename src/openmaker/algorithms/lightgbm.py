@@ -10,6 +10,12 @@ serialised with joblib as ``model.pkl``; inference takes ``text/csv`` and answer
 ``application/json`` (``{"probabilities": [[...]]}`` or ``{"prediction": [...]}``) or
 ``text/csv``.
 
+With several instances the hosts train one model with lightgbm's own socket network
+(``tree_learner`` data, voting or feature): they agree on their listen ports, the objective
+and one validation set through the first host (:func:`rendezvous`, at
+MASTER_ADDR:MASTER_PORT), so every host computes the same metrics and stops at the same
+round; only the first host prints them and writes the model.
+
 The CSV reading, the categorical index and the predictor are shared with CatBoost
 (``catboost.py``).
 """
@@ -18,6 +24,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +34,7 @@ import numpy as np
 
 from openmaker.algorithms.base import (
     Algorithm,
+    AlgorithmError,
     ChannelDefinition,
     ClientError,
     EmptyRequest,
@@ -374,9 +383,11 @@ def _format(value: float) -> str:
     return f"{value:.6f}"
 
 
-def _printer(metric: str, rounds: list[int]) -> Any:
+def _printer(metric: str, rounds: list[int], quiet: bool = False) -> Any:
     def callback(env: Any) -> None:
         rounds.append(env.iteration + 1)
+        if quiet:
+            return
         found = {(data, name): result for data, name, result, *_ in env.evaluation_result_list}
         parts = [f"[{env.iteration + 1}]"]
         for channel in ("validation", "train"):
@@ -386,8 +397,43 @@ def _printer(metric: str, rounds: list[int]) -> Any:
     return callback
 
 
+def _class_count(labels: np.ndarray, channel: str) -> int:
+    """:func:`check_class_labels` for label values gathered from several hosts."""
+    bad = (labels < 0) | (labels != np.round(labels))
+    if bad.any():
+        raise ClientError(f"channel {channel!r}: classification needs class labels 0, 1, 2, "
+                          f"...; got {labels[bad][0]:g}")
+    return max(2, int(labels.max()) + 1)
+
+
+def _decide(values: Mapping[str, Any], labels: np.ndarray, val_labels: np.ndarray,
+            channel: str, count: Any = check_class_labels) -> dict[str, Any]:
+    """The objective and class count every host trains with."""
+    objective = _objective(values, labels)
+    num_class = None
+    if objective in CLASSIFICATION_OBJECTIVES:
+        num_class = max(count(labels, channel), count(val_labels, "validation"))
+        if objective == "binary" and num_class > 2:
+            raise ClientError(f"objective binary needs labels 0 and 1; the data has {num_class} "
+                              "classes (use objective multiclass)")
+    return {"objective": objective, "num_class": num_class}
+
+
+def _read(env: TrainingEnvironment, channel: str) -> tuple[np.ndarray, np.ndarray,
+                                                            list[int] | None]:
+    try:
+        return read_tabular(env, channel)
+    except ClientError as error:
+        if len(env.hosts) > 1 and _distribution(env, channel) == "ShardedByS3Key":
+            raise ClientError(f"{error} (with ShardedByS3Key each host gets whole files; give "
+                              f"the channel at least {len(env.hosts)} files with records)"
+                              ) from None
+        raise
+
+
 def train(env: TrainingEnvironment) -> None:
-    """Train per the job in ``env``; write ``model.pkl`` to the model directory."""
+    """Train per the job in ``env``; write ``model.pkl`` to the model directory (on the
+    first host, when there are several)."""
     try:
         values = HYPERPARAMETERS.parse(env.hyperparameters)
         check_dependencies(values)
@@ -397,28 +443,79 @@ def train(env: TrainingEnvironment) -> None:
     import joblib
     import lightgbm
 
-    features, labels, categorical = read_tabular(env, train_channel)
-    objective = _objective(values, labels)
+    hosts = env.hosts
+    count = len(hosts)
+    rank = hosts.index(env.current_host) if env.current_host in hosts else 0
+    learner = values.get("tree_learner", "serial")
+    if count > 1 and learner == "serial":
+        learner = "data"
     seed = values.get("seed", 0)
-    if "validation" in env.input_data_config:
-        val_features, val_labels, _ = read_tabular(env, "validation")
-        if val_features.shape[1] != features.shape[1]:
-            raise ClientError(f"the validation data has {val_features.shape[1]} features, the "
-                              f"training data {features.shape[1]}; they must match")
+    sharded = count > 1 and _distribution(env, train_channel) == "ShardedByS3Key"
+    report: dict[str, Any] = {"error": None}
+    features = labels = val_features = val_labels = np.zeros((0, 0))
+    categorical = None
+    shared_validation = True
+    try:
+        if learner == "feature" and sharded:
+            raise ClientError("HyperParameters.tree_learner: feature needs every host to have "
+                              f"all the training data; make channel {train_channel!r} "
+                              "FullyReplicated, or use tree_learner data or voting")
+        features, labels, categorical = _read(env, train_channel)
+        if "validation" in env.input_data_config:
+            val_features, val_labels, _ = _read(env, "validation")
+            if val_features.shape[1] != features.shape[1]:
+                raise ClientError(f"the validation data has {val_features.shape[1]} features, "
+                                  f"the training data {features.shape[1]}; they must match")
+            shared_validation = _distribution(env, "validation") != "ShardedByS3Key"
+        else:
+            if rank == 0:
+                print("No validation channel: holding out 20 % of the training rows",
+                      flush=True)
+            features, labels, val_features, val_labels = holdout(features, labels, seed)
+            shared_validation = not sharded
+        if count > 1 and not sharded and learner != "feature":
+            # every host has all the rows: each trains on its own share of them
+            features, labels = features[rank::count], labels[rank::count]
+    except ClientError as error:
+        if count == 1:
+            raise
+        report["error"] = str(error)
+    if count == 1:
+        shared = _decide(values, labels, val_labels, train_channel)
     else:
-        print("No validation channel: holding out 20 % of the training rows", flush=True)
-        features, labels, val_features, val_labels = holdout(features, labels, seed)
-    num_class = None
-    if objective in CLASSIFICATION_OBJECTIVES:
-        num_class = max(check_class_labels(labels, train_channel),
-                        check_class_labels(val_labels, "validation"))
-        if objective == "binary" and num_class > 2:
-            raise ClientError(f"objective binary needs labels 0 and 1; the data has {num_class} "
-                              "classes (use objective multiclass)")
-    params = lightgbm_params(values, objective, num_class)
+        port = _free_port()
+        report.update(port=port, labels=np.unique(labels) if labels.size else
+                      np.zeros(0), features=int(features.shape[1]) if features.ndim == 2
+                      else 0, categorical=categorical)
+
+        def decide(reports: list[dict[str, Any]], all_val_labels: np.ndarray) -> dict[str, Any]:
+            widths = {int(r["features"]) for r in reports}
+            if len(widths) > 1:
+                raise ClientError("the hosts' training data have different numbers of "
+                                  f"features: {', '.join(str(r['features']) for r in reports)}")
+            indexes = [r["categorical"] for r in reports if r["categorical"] is not None]
+            if any(index != indexes[0] for index in indexes):
+                raise ClientError(f"the hosts' {CATEGORICAL_INDEX} files disagree")
+            union = np.unique(np.concatenate([np.asarray(r["labels"]) for r in reports]))
+            return {**_decide(values, union, all_val_labels, train_channel, _class_count),
+                    "categorical": indexes[0] if indexes else None}
+
+        shared = rendezvous(env, report, None if shared_validation
+                            else (val_features, val_labels), val_labels, decide)
+        categorical = shared["categorical"]
+        if not shared_validation:
+            val_features = np.asarray(shared["val_features"])
+            val_labels = np.asarray(shared["val_labels"])
+    params = lightgbm_params(values, shared["objective"], shared["num_class"])
+    if count > 1:
+        print(f"Host {env.current_host} ({rank + 1} of {count}): {len(labels)} training rows, "
+              f"{len(val_labels)} validation rows", flush=True)
+        params.update(tree_learner=learner, num_machines=count, machines=shared["machines"],
+                      local_listen_port=report["port"], time_out=NETWORK_TIMEOUT_MIN,
+                      pre_partition=learner != "feature")
     names = [f"feature_{i}" for i in range(features.shape[1])]
     cat = categorical or "auto"
-    if categorical:
+    if categorical and rank == 0:
         print(f"Categorical features: {', '.join(names[i] for i in categorical)}", flush=True)
     train_set = lightgbm.Dataset(features, labels, feature_name=names, categorical_feature=cat,
                                  free_raw_data=False, params={"verbosity": -1})
@@ -426,7 +523,7 @@ def train(env: TrainingEnvironment) -> None:
                                  feature_name=names, categorical_feature=cat,
                                  free_raw_data=False)
     rounds: list[int] = []
-    callbacks = [_printer(params["metric"], rounds)]
+    callbacks = [_printer(params["metric"], rounds, quiet=rank != 0)]
     stopping = values.get("early_stopping_rounds", 10)
     if stopping > 0:
         callbacks.append(lightgbm.early_stopping(stopping, first_metric_only=True,
@@ -436,9 +533,15 @@ def train(env: TrainingEnvironment) -> None:
             "num_boost_round", 100), valid_sets=[valid_set, train_set],
             valid_names=["validation", "train"], callbacks=callbacks)
     except lightgbm.basic.LightGBMError as error:
+        if count > 1:
+            raise AlgorithmError(f"distributed lightgbm failed on {env.current_host}: "
+                                 f"{error}") from None
         raise ClientError(f"lightgbm refused the job: {error}") from None
     best = booster.best_iteration or booster.current_iteration()
     booster.best_iteration = best
+    if rank != 0:
+        booster.free_network()
+        return
     metric = params["metric"]
     final = {key: dict(scores) for key, scores in booster.best_score.items()}
     if rounds and best < rounds[-1]:
@@ -450,10 +553,149 @@ def train(env: TrainingEnvironment) -> None:
               + (f"\ttrain's {metric}: {_format(train_value)}" if train_value is not None
                  else ""), flush=True)
     booster.free_dataset()
+    if count > 1:
+        booster.free_network()
+        # the distributed parameters mean nothing to the served model
+        for name in ("machines", "num_machines", "local_listen_port", "time_out",
+                     "pre_partition"):
+            booster.params.pop(name, None)
     env.model_dir.mkdir(parents=True, exist_ok=True)
     temporary = env.model_dir / f".{MODEL_FILE}.tmp"
     joblib.dump(booster, temporary)
     os.replace(temporary, env.model_dir / MODEL_FILE)
+# -- several hosts ------------------------------------------------------------------------------
+# Each host binds a free port for lightgbm's own network, then reports it to the first host
+# at MASTER_ADDR:MASTER_PORT with what the hosts must agree on (label values, feature count,
+# categorical features, any failure, and its validation rows where they differ per host);
+# the first host answers each with the machine list, the objective, the class count and the
+# one validation set every host evaluates, so every host computes the same metrics and early
+# stopping stops them all at the same round.
+RENDEZVOUS_TIMEOUT_S = int(os.environ.get("OPENMAKER_LIGHTGBM_TIMEOUT", "300"))
+NETWORK_TIMEOUT_MIN = 2  # lightgbm's socket time_out, in minutes
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        return int(sock.getsockname()[1])
+
+
+def _distribution(env: TrainingEnvironment, channel: str) -> str:
+    return str(env.input_data_config.get(channel, {}).get("S3DistributionType",
+                                                          "FullyReplicated"))
+
+
+def _connect(env: TrainingEnvironment) -> socket.socket:
+    """A connection to the first host, retrying until it listens."""
+    assert env.master_addr and env.master_port
+    deadline = time.monotonic() + RENDEZVOUS_TIMEOUT_S
+    while True:
+        try:
+            sock = socket.create_connection((env.master_addr, env.master_port), timeout=5)
+            sock.settimeout(RENDEZVOUS_TIMEOUT_S)
+            return sock
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AlgorithmError(f"could not reach the first host at {env.master_addr}:"
+                                     f"{env.master_port} within {RENDEZVOUS_TIMEOUT_S} s"
+                                     ) from None
+            time.sleep(0.2)
+
+
+def _blob(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> bytes:
+    from openmaker.algorithms.random_cut_forest import dump_arrays
+
+    return dump_arrays(arrays, meta)
+
+
+def _unblob(data: bytes) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    from openmaker.algorithms.random_cut_forest import load_arrays
+
+    return load_arrays(data)
+
+
+def rendezvous(env: TrainingEnvironment, report: dict[str, Any],
+               validation: tuple[np.ndarray, np.ndarray] | None, val_labels: np.ndarray,
+               decide: Any) -> dict[str, Any]:
+    """Swap ``report`` (this host's ``port``, ``labels``, ``features``, ``categorical``,
+    ``error``) and ``validation`` (None where every host has the same rows) with the other
+    hosts. On the first host, ``decide(reports, validation labels)`` returns what every
+    host shares (or raises ClientError); every host gets that back with ``machines``,
+    ``val_features`` and ``val_labels`` added. A host that failed takes part, then raises its
+    error."""
+    from openmaker.algorithms.random_cut_forest import _receive_blob, _send_blob
+
+    if not env.master_addr or not env.master_port:
+        raise AlgorithmError(f"training over {len(env.hosts)} hosts needs MASTER_ADDR and "
+                             "MASTER_PORT in the environment")
+    labels = report.pop("labels")
+    arrays = {"labels": labels}
+    if validation is not None:
+        arrays.update(val_features=validation[0], val_labels=validation[1])
+    report["host"] = env.current_host
+    if not env.is_master:
+        with _connect(env) as sock:
+            _send_blob(sock, _blob(arrays, report))
+            try:
+                answer_arrays, answer = _unblob(_receive_blob(sock))
+            except (AlgorithmError, OSError, ValueError):
+                raise AlgorithmError(f"the first host ({env.hosts[0]}) did not answer; its "
+                                     "failure reason says why") from None
+        if report.get("error"):
+            raise ClientError(report["error"])
+        if answer.get("error"):
+            raise ClientError(answer["error"])
+        answer.update(answer_arrays)
+        return answer
+    connections: list[tuple[socket.socket, str]] = []
+    parts = [(arrays, report)]
+    try:
+        with socket.create_server(("", env.master_port)) as server:
+            server.settimeout(RENDEZVOUS_TIMEOUT_S)
+            while len(parts) < len(env.hosts):
+                try:
+                    connection, (address, *_) = server.accept()
+                except TimeoutError:
+                    raise AlgorithmError(f"only {len(parts)} of {len(env.hosts)} hosts joined "
+                                         f"within {RENDEZVOUS_TIMEOUT_S} s") from None
+                connection.settimeout(RENDEZVOUS_TIMEOUT_S)
+                connections.append((connection, address))
+                parts.append(_unblob(_receive_blob(connection)))
+        answer: dict[str, Any] = {}
+        answer_arrays: dict[str, np.ndarray] = {}
+        order = sorted(range(len(parts)), key=lambda i: str(parts[i][1]["host"]))
+        failures = [f"{parts[i][1]['host']}: {parts[i][1]['error']}" for i in order
+                    if parts[i][1].get("error")]
+        try:
+            if failures:
+                raise ClientError(failures[0])
+            for other in parts[1:]:
+                other[1]["labels"] = other[0]["labels"]
+            report["labels"] = labels
+            if validation is not None:
+                answer_arrays["val_features"] = np.concatenate(
+                    [parts[i][0]["val_features"] for i in order])
+                answer_arrays["val_labels"] = np.concatenate(
+                    [parts[i][0]["val_labels"] for i in order])
+            answer = decide([parts[i][1] for i in order],
+                            answer_arrays.get("val_labels", val_labels))
+            addresses = [env.master_addr] + [address for _, address in connections]
+            answer["machines"] = ",".join(f"{address}:{part[1]['port']}"
+                                          for address, part in zip(addresses, parts,
+                                                                   strict=True))
+        except ClientError as error:
+            answer = {"error": str(error)}
+        for connection, _ in connections:
+            _send_blob(connection, _blob(answer_arrays, answer))
+    finally:
+        for connection, _ in connections:
+            connection.close()
+    if report.get("error"):
+        raise ClientError(report["error"])
+    if answer.get("error"):
+        raise ClientError(answer["error"])
+    answer.update(answer_arrays)
+    return answer
 
 
 class LightGBMPredictor(TabularPredictor):
