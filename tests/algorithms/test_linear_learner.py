@@ -13,6 +13,7 @@ import pytest
 from tests.algorithms.conftest import Channel, JobRunner
 
 from openmaker.algorithms import find_algorithm, linear_learner
+from openmaker.algorithms._cluster import HostGroup
 from openmaker.core.errors import ValidationException
 from openmaker.formats import read_records, write_csv, write_sparse_records
 
@@ -140,8 +141,7 @@ def test_two_hosts_average_their_shards(jobs: JobRunner) -> None:
 
 def test_models_are_one_batched_tensor_with_varied_settings() -> None:
     values = linear_learner.defaults({"predictor_type": "binary_classifier"})
-    trainer = linear_learner.Trainer(values, 7, 32, linear_learner._Cluster.__new__(
-        linear_learner._Cluster))
+    trainer = linear_learner.Trainer(values, 7, 32, HostGroup.alone())
     assert tuple(trainer.weight.shape) == (32, 7, 1)
     assert len(set(trainer.settings["lr"])) > 1 and len(set(trainer.settings["wd"])) > 1
     fixed = linear_learner.model_settings({**values, "learning_rate": 0.2, "wd": 0.01}, 4)

@@ -20,7 +20,6 @@ The model directory holds ``model_algo-1`` (an MXNet NDArray list: bias ``[1]``,
 
 from __future__ import annotations
 
-import datetime
 import io
 import json
 import math
@@ -31,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from openmaker.algorithms._cluster import HostGroup
 from openmaker.algorithms.base import (
     Algorithm,
-    AlgorithmError,
     ChannelDefinition,
     ClientError,
     EmptyRequest,
@@ -209,60 +208,6 @@ class FMModel:
 
 
 # -- several hosts ---------------------------------------------------------------------------------
-class _Cluster:
-    """The job's hosts joined by torch.distributed (gloo), or a stand-in for one host."""
-
-    def __init__(self, env: TrainingEnvironment) -> None:
-        self.hosts = env.hosts
-        self.rank = self.hosts.index(env.current_host) if env.current_host in self.hosts else 0
-        self.size = len(self.hosts)
-        self.group = False
-        if self.size == 1:
-            return
-        if not env.master_addr or not env.master_port:
-            raise AlgorithmError(f"training over {self.size} hosts needs MASTER_ADDR and "
-                                 "MASTER_PORT in the environment")
-        import torch.distributed as dist
-
-        dist.init_process_group("gloo", init_method=f"tcp://{env.master_addr}:{env.master_port}",
-                                rank=self.rank, world_size=self.size,
-                                timeout=datetime.timedelta(seconds=DISTRIBUTED_TIMEOUT_S))
-        self.group = True
-
-    def sum_(self, tensor: Any) -> None:
-        """Sum ``tensor`` over the hosts, in place."""
-        if self.group:
-            import torch.distributed as dist
-
-            dist.all_reduce(tensor)
-
-    def agree(self, error: Exception | None) -> None:
-        """Raise the first failing host's error on every host, so all stop together."""
-        if error is not None and not isinstance(error, ClientError | AlgorithmError):
-            error = AlgorithmError(f"{type(error).__name__}: {error}")
-        if not self.group:
-            if error is not None:
-                raise error
-            return
-        import torch.distributed as dist
-
-        found: list[Any] = [None] * self.size
-        dist.all_gather_object(found, None if error is None
-                               else (isinstance(error, ClientError), str(error)))
-        for host, item in zip(self.hosts, found, strict=True):
-            if item is not None:
-                client, message = item
-                if host != self.hosts[self.rank]:
-                    message = f"{host}: {message}"
-                raise ClientError(message) if client else AlgorithmError(message)
-
-    def close(self) -> None:
-        if self.group:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-
-
 # -- reading channels ------------------------------------------------------------------------------
 def read_rows(env: TrainingEnvironment, channel: str, feature_dim: int,
               predictor_type: str) -> tuple[Any, np.ndarray] | None:
@@ -480,7 +425,7 @@ def train(env: TrainingEnvironment) -> None:
     import torch
 
     torch.set_num_threads(1)  # summation order fixed: the same job gives the same model
-    cluster = _Cluster(env)
+    cluster = HostGroup(env, timeout_s=DISTRIBUTED_TIMEOUT_S)
     binary = values["predictor_type"] == "binary_classifier"
     error: Exception | None = None
     data = None
@@ -491,7 +436,7 @@ def train(env: TrainingEnvironment) -> None:
     cluster.agree(error)
     own_rows = 0 if data is None else data[0].shape[0]
     total_rows = torch.tensor([float(own_rows)], dtype=torch.float64)
-    cluster.sum_(total_rows)
+    cluster.sum(total_rows)
     if total_rows.item() == 0:
         cluster.close()
         raise ClientError("channel 'train' has no data: no records were found")
@@ -507,14 +452,14 @@ def train(env: TrainingEnvironment) -> None:
             for start in range(0, own_rows, batch_size):
                 chosen = np.sort(order[start:start + batch_size])
                 loss_sum += trainer.batch(matrix[chosen], labels[chosen])
-        if cluster.group:
+        if cluster.joined:
             weight = own_rows / total_rows.item()
             with torch.no_grad():
                 for param in trainer.params.values():
                     param.mul_(weight)
-                    cluster.sum_(param.data)
+                    cluster.sum(param.data)
         totals = torch.tensor([loss_sum, float(own_rows)], dtype=torch.float64)
-        cluster.sum_(totals)
+        cluster.sum(totals)
         mean = totals[0].item() / totals[1].item()
         if cluster.rank == 0:
             if binary:
@@ -539,7 +484,7 @@ def train(env: TrainingEnvironment) -> None:
         cluster.agree(error)
         # Every metric is a ratio of sums, so a replicated test channel scores the same.
         sums = torch.from_numpy(_score_sums(model, test))
-        cluster.sum_(sums)
+        cluster.sum(sums)
         if cluster.rank == 0:
             if sums[0].item() == 0:
                 cluster.close()

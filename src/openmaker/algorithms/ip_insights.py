@@ -32,15 +32,14 @@ import json
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from openmaker.algorithms._cluster import HostGroup
 from openmaker.algorithms.base import (
     Algorithm,
-    AlgorithmError,
     ChannelDefinition,
     ClientError,
     EmptyRequest,
@@ -252,67 +251,6 @@ def read_pairs(env: TrainingEnvironment, channel: str) -> tuple[list[str], np.nd
 
 
 # -- the cluster ---------------------------------------------------------------------------------
-class _Cluster:
-    """The hosts of a job: one process each, joined by torch.distributed (gloo)."""
-
-    def __init__(self, env: TrainingEnvironment) -> None:
-        self.hosts = env.hosts
-        self.rank = self.hosts.index(env.current_host)
-        self.size = len(self.hosts)
-        self.group = False
-        if self.size == 1:
-            return
-        if not env.master_addr or not env.master_port:
-            raise AlgorithmError(f"training over {self.size} hosts needs MASTER_ADDR and "
-                                 "MASTER_PORT in the environment")
-        import torch.distributed as dist
-
-        dist.init_process_group("gloo", init_method=f"tcp://{env.master_addr}:{env.master_port}",
-                                rank=self.rank, world_size=self.size,
-                                timeout=timedelta(seconds=GATHER_TIMEOUT_S))
-        self.group = True
-
-    def gather(self, value: Any) -> list[Any]:
-        """Every host's ``value``, in host order, on every host."""
-        if not self.group:
-            return [value]
-        import torch.distributed as dist
-
-        values: list[Any] = [None] * self.size
-        dist.all_gather_object(values, value)
-        return values
-
-    def sum_(self, tensor: Any) -> None:
-        """Sum ``tensor`` over the hosts, in place."""
-        if self.group:
-            import torch.distributed as dist
-
-            dist.all_reduce(tensor)
-
-    def agree(self, error: Exception | None) -> None:
-        """Raise the first host's error (by rank) on every host, so all stop together."""
-        if error is not None and not isinstance(error, ClientError | AlgorithmError):
-            error = AlgorithmError(f"{type(error).__name__}: {error}")
-        if self.size == 1:
-            if error is not None:
-                raise error
-            return
-        errors = self.gather(None if error is None
-                             else (isinstance(error, ClientError), str(error)))
-        for host, found in zip(self.hosts, errors, strict=True):
-            if found is not None:
-                client, message = found
-                if host != self.hosts[self.rank]:
-                    message = f"{host}: {message}"
-                raise ClientError(message) if client else AlgorithmError(message)
-
-    def close(self) -> None:
-        if self.group:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-
-
 # -- the model ---------------------------------------------------------------------------------
 def parameter_shapes(values: Mapping[str, Any], ip_buckets: int) -> dict[str, tuple[int, ...]]:
     """The model's parameters, in the order ``model_algo-1`` stores them."""
@@ -499,7 +437,7 @@ def train(env: TrainingEnvironment) -> None:
     torch.manual_seed(SEED)
     if env.num_cpus:
         torch.set_num_threads(max(1, env.num_cpus))
-    cluster = _Cluster(env)
+    cluster = HostGroup(env, timeout_s=GATHER_TIMEOUT_S)
     host = env.current_host
     error: Exception | None = None
     local: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -564,8 +502,8 @@ def train(env: TrainingEnvironment) -> None:
                                  dtype=torch.float64)
             grads = torch.cat([p.grad.reshape(-1) if p.grad is not None
                                else torch.zeros(p.numel()) for p in parameters])
-            cluster.sum_(grads)
-            cluster.sum_(count)
+            cluster.sum(grads)
+            cluster.sum(count)
             loss_total += count
             scale = 1.0 / max(count[1].item(), 1.0)
             offset = 0

@@ -23,15 +23,14 @@ import json
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from openmaker.algorithms._cluster import HostGroup
 from openmaker.algorithms.base import (
     Algorithm,
-    AlgorithmError,
     ChannelDefinition,
     ClientError,
     EmptyRequest,
@@ -476,71 +475,6 @@ def iter_batches(env: TrainingEnvironment, channel: str, feature_dim: int, batch
 
 
 # -- several hosts -----------------------------------------------------------------------------
-class _Cluster:
-    """The hosts of a job: one process each, joined by torch.distributed (gloo)."""
-
-    def __init__(self, env: TrainingEnvironment) -> None:
-        self.hosts = env.hosts
-        self.rank = self.hosts.index(env.current_host)
-        self.size = len(self.hosts)
-        self.group = False
-        if self.size == 1:
-            return
-        if not env.master_addr or not env.master_port:
-            raise AlgorithmError(f"training over {self.size} hosts needs MASTER_ADDR and "
-                                 "MASTER_PORT in the environment")
-        import torch.distributed as dist
-
-        dist.init_process_group("gloo", init_method=f"tcp://{env.master_addr}:{env.master_port}",
-                                rank=self.rank, world_size=self.size,
-                                timeout=timedelta(seconds=GATHER_TIMEOUT_S))
-        self.group = True
-
-    def gather(self, value: Any) -> list[Any]:
-        """Every host's ``value``, in host order, on every host."""
-        if not self.group:
-            return [value]
-        import torch.distributed as dist
-
-        values: list[Any] = [None] * self.size
-        dist.all_gather_object(values, value)
-        return values
-
-    def broadcast(self, value: Any) -> Any:
-        """The first host's ``value`` on every host."""
-        if not self.group:
-            return value
-        import torch.distributed as dist
-
-        box = [value if self.rank == 0 else None]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-
-    def agree(self, error: Exception | None) -> None:
-        """Raise the first host's error (by rank) on every host, so all stop together: a
-        ClientError as one, anything else as an AlgorithmError."""
-        if error is not None and not isinstance(error, ClientError | AlgorithmError):
-            error = AlgorithmError(f"{type(error).__name__}: {error}")
-        if self.size == 1:
-            if error is not None:
-                raise error
-            return
-        errors = self.gather(None if error is None
-                             else (isinstance(error, ClientError), str(error)))
-        for host, found in zip(self.hosts, errors, strict=True):
-            if found is not None:
-                client, message = found
-                if host != self.hosts[self.rank]:
-                    message = f"{host}: {message}"
-                raise ClientError(message) if client else AlgorithmError(message)
-
-    def close(self) -> None:
-        if self.group:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-
-
 # -- training ----------------------------------------------------------------------------------
 def _host_sample_size(sample_size: int, rank: int, hosts: int) -> int:
     return sample_size // hosts + (1 if rank < sample_size % hosts else 0)
@@ -583,7 +517,7 @@ def train(env: TrainingEnvironment) -> None:
         raise ClientError(error.message) from None
     if "train" not in env.input_data_config:
         raise ClientError("InputDataConfig: knn needs a 'train' channel")
-    cluster = _Cluster(env)
+    cluster = HostGroup(env, timeout_s=GATHER_TIMEOUT_S)
     error: Exception | None = None
     sample: tuple[np.ndarray, np.ndarray] | None = None
     try:

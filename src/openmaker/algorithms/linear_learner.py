@@ -28,16 +28,15 @@ import time
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from openmaker.algorithms._cluster import HostGroup
 from openmaker.algorithms.base import (
     TUNING_OBJECTIVE,
     Algorithm,
-    AlgorithmError,
     ChannelDefinition,
     ClientError,
     EmptyRequest,
@@ -292,65 +291,6 @@ def validate_linear_learner_channels(channels: Iterable[Mapping[str, Any]],
 
 
 # -- several hosts -----------------------------------------------------------------------------
-class _Cluster:
-    """The hosts of a job, one process each, joined by torch.distributed (gloo)."""
-
-    def __init__(self, env: TrainingEnvironment) -> None:
-        self.hosts = env.hosts
-        self.rank = self.hosts.index(env.current_host)
-        self.size = len(self.hosts)
-        if self.size == 1:
-            return
-        if not env.master_addr or not env.master_port:
-            raise AlgorithmError(f"training over {self.size} hosts needs MASTER_ADDR and "
-                                 "MASTER_PORT in the environment")
-        import torch.distributed as dist
-
-        dist.init_process_group("gloo", init_method=f"tcp://{env.master_addr}:{env.master_port}",
-                                rank=self.rank, world_size=self.size,
-                                timeout=timedelta(seconds=SYNC_TIMEOUT_S))
-
-    def sum(self, tensor: Any) -> Any:
-        """``tensor`` summed over the hosts (in place)."""
-        if self.size > 1:
-            import torch.distributed as dist
-
-            dist.all_reduce(tensor)
-        return tensor
-
-    def gather(self, value: Any) -> list[Any]:
-        if self.size == 1:
-            return [value]
-        import torch.distributed as dist
-
-        values: list[Any] = [None] * self.size
-        dist.all_gather_object(values, value)
-        return values
-
-    def agree(self, error: Exception | None) -> None:
-        """Raise the first host's error on every host, so all stop together."""
-        if error is not None and not isinstance(error, ClientError | AlgorithmError):
-            error = AlgorithmError(f"{type(error).__name__}: {error}")
-        if self.size == 1:
-            if error is not None:
-                raise error
-            return
-        for host, found in zip(self.hosts, self.gather(
-                None if error is None else (isinstance(error, ClientError), str(error))),
-                strict=True):
-            if found is not None:
-                client, message = found
-                if host != self.hosts[self.rank]:
-                    message = f"{host}: {message}"
-                raise ClientError(message) if client else AlgorithmError(message)
-
-    def close(self) -> None:
-        if self.size > 1:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
-
-
 # -- data --------------------------------------------------------------------------------------
 def read_rows(env: TrainingEnvironment, channel: str, feature_dim: int | None,
               required: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
@@ -673,7 +613,7 @@ class Trainer:
     """All ``num_models`` models of one job, trained together."""
 
     def __init__(self, values: Mapping[str, Any], feature_dim: int, num_models: int,
-                 cluster: _Cluster) -> None:
+                 cluster: HostGroup) -> None:
         import torch
 
         self.values = values
@@ -872,7 +812,7 @@ def train(env: TrainingEnvironment) -> None:
     torch.manual_seed(SEED)
     if env.num_cpus:
         torch.set_num_threads(env.num_cpus)
-    cluster = _Cluster(env)
+    cluster = HostGroup(env, timeout_s=SYNC_TIMEOUT_S)
     feature_dim = None if values["feature_dim"] == "auto" else values["feature_dim"]
     predictor = values["predictor_type"]
     num_classes = values.get("num_classes")
@@ -918,7 +858,7 @@ def train(env: TrainingEnvironment) -> None:
 
 
 def _scaler(features: np.ndarray, labels: np.ndarray, values: Mapping[str, Any],
-            cluster: _Cluster) -> tuple[np.ndarray, np.ndarray, float, float]:
+            cluster: HostGroup) -> tuple[np.ndarray, np.ndarray, float, float]:
     """(feature mean, feature std, label mean, label std) from the first
     ``num_point_for_scaler`` rows of every host (sums combined over the hosts)."""
     import torch
@@ -951,7 +891,7 @@ def _scaler(features: np.ndarray, labels: np.ndarray, values: Mapping[str, Any],
             label_std if normalize_label else 1.0)
 
 
-def fit(env: TrainingEnvironment, values: dict[str, Any], cluster: _Cluster,
+def fit(env: TrainingEnvironment, values: dict[str, Any], cluster: HostGroup,
         features: np.ndarray, labels: np.ndarray,
         validation: tuple[np.ndarray, np.ndarray] | None) -> LinearModel:
     """Train the models, keep the best one, print the per-epoch and final metrics."""
@@ -1066,8 +1006,7 @@ def fit_arrays(features: np.ndarray, labels: np.ndarray, hyperparameters: Mappin
     values = defaults(HYPERPARAMETERS.parse(hyperparameters))
     check_dependencies(values)
     env = TrainingEnvironment.from_root(Path(os.devnull).parent / "nonexistent-opt-ml")
-    cluster = _Cluster.__new__(_Cluster)
-    cluster.hosts, cluster.rank, cluster.size = [env.current_host], 0, 1
+    cluster = HostGroup.alone(env.current_host)
     return fit(env, values, cluster, np.ascontiguousarray(features, dtype=np.float32),
                np.asarray(labels, dtype=np.float32), validation)
 
@@ -1105,7 +1044,7 @@ def _select(models: list[LinearModel], losses: np.ndarray,
     return models[best]
 
 
-def report(env: TrainingEnvironment, values: Mapping[str, Any], cluster: _Cluster,
+def report(env: TrainingEnvironment, values: Mapping[str, Any], cluster: HostGroup,
            model: LinearModel, channel: str, rows: tuple[np.ndarray, np.ndarray] | None,
            final: bool = False) -> None:
     """Print ``model``'s metrics on ``channel`` (every host's rows of it, gathered)."""
