@@ -1,9 +1,12 @@
-"""The instances of a training job as one group of processes: torch.distributed (gloo) over
-the ``MASTER_ADDR``/``MASTER_PORT`` the training runner sets, or a stand-in when the job has
-one instance. The built-ins that train on several instances share it."""
+"""How the instances of a training job talk: as one group of processes over torch.distributed
+(gloo) at the ``MASTER_ADDR``/``MASTER_PORT`` the training runner sets (a stand-in when the
+job has one instance), or with length-prefixed messages over plain sockets for the
+built-ins that need no torch (Random Cut Forest, LightGBM's port exchange)."""
 
 from __future__ import annotations
 
+import socket
+import struct
 from datetime import timedelta
 from typing import Any
 
@@ -92,3 +95,25 @@ class HostGroup:
 
             dist.destroy_process_group()
             self.joined = False
+
+
+def send_blob(sock: socket.socket, blob: bytes) -> None:
+    """One message: its length (8 bytes, little-endian), then its bytes."""
+    sock.sendall(struct.pack("<Q", len(blob)) + blob)
+
+
+def receive_blob(sock: socket.socket) -> bytes:
+    """One message sent by :func:`send_blob`; AlgorithmError when the peer closes first."""
+    def exactly(count: int) -> bytes:
+        parts, left = [], count
+        while left:
+            part = sock.recv(min(left, 1 << 20))
+            if not part:
+                raise AlgorithmError("another host closed its connection before its message "
+                                     "was complete")
+            parts.append(part)
+            left -= len(part)
+        return b"".join(parts)
+
+    (length,) = struct.unpack("<Q", exactly(8))
+    return exactly(length)

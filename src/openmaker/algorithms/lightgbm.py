@@ -623,7 +623,7 @@ def rendezvous(env: TrainingEnvironment, report: dict[str, Any],
     host shares (or raises ClientError); every host gets that back with ``machines``,
     ``val_features`` and ``val_labels`` added. A host that failed takes part, then raises its
     error."""
-    from openmaker.algorithms.random_cut_forest import _receive_blob, _send_blob
+    from openmaker.algorithms._cluster import receive_blob, send_blob
 
     if not env.master_addr or not env.master_port:
         raise AlgorithmError(f"training over {len(env.hosts)} hosts needs MASTER_ADDR and "
@@ -635,9 +635,9 @@ def rendezvous(env: TrainingEnvironment, report: dict[str, Any],
     report["host"] = env.current_host
     if not env.is_master:
         with _connect(env) as sock:
-            _send_blob(sock, _blob(arrays, report))
+            send_blob(sock, _blob(arrays, report))
             try:
-                answer_arrays, answer = _unblob(_receive_blob(sock))
+                answer_arrays, answer = _unblob(receive_blob(sock))
             except (AlgorithmError, OSError, ValueError):
                 raise AlgorithmError(f"the first host ({env.hosts[0]}) did not answer; its "
                                      "failure reason says why") from None
@@ -660,7 +660,7 @@ def rendezvous(env: TrainingEnvironment, report: dict[str, Any],
                                          f"within {RENDEZVOUS_TIMEOUT_S} s") from None
                 connection.settimeout(RENDEZVOUS_TIMEOUT_S)
                 connections.append((connection, address))
-                parts.append(_unblob(_receive_blob(connection)))
+                parts.append(_unblob(receive_blob(connection)))
         answer: dict[str, Any] = {}
         answer_arrays: dict[str, np.ndarray] = {}
         order = sorted(range(len(parts)), key=lambda i: str(parts[i][1]["host"]))
@@ -686,7 +686,7 @@ def rendezvous(env: TrainingEnvironment, report: dict[str, Any],
         except ClientError as error:
             answer = {"error": str(error)}
         for connection, _ in connections:
-            _send_blob(connection, _blob(answer_arrays, answer))
+            send_blob(connection, _blob(answer_arrays, answer))
     finally:
         for connection, _ in connections:
             connection.close()

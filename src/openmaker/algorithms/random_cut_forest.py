@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from openmaker.algorithms._cluster import receive_blob, send_blob
 from openmaker.algorithms.base import (
     Algorithm,
     AlgorithmError,
@@ -383,25 +384,6 @@ class Reservoir:
 
 
 # -- several hosts ---------------------------------------------------------------------------
-def _send_blob(sock: socket.socket, blob: bytes) -> None:
-    sock.sendall(struct.pack("<Q", len(blob)) + blob)
-
-
-def _receive_blob(sock: socket.socket) -> bytes:
-    def exactly(count: int) -> bytes:
-        parts, left = [], count
-        while left:
-            part = sock.recv(min(left, 1 << 20))
-            if not part:
-                raise AlgorithmError("a host closed its connection before sending its sample")
-            parts.append(part)
-            left -= len(part)
-        return b"".join(parts)
-
-    (length,) = struct.unpack("<Q", exactly(8))
-    return exactly(length)
-
-
 def gather_reservoirs(env: TrainingEnvironment, reservoir: Reservoir,
                       error: ClientError | None = None) -> Reservoir | None:
     """On the first host, every host's candidates merged into one reservoir; None on the
@@ -437,7 +419,7 @@ def gather_reservoirs(env: TrainingEnvironment, reservoir: Reservoir,
                                      f"their sample within {GATHER_TIMEOUT_S} s") from None
             with connection:
                 connection.settimeout(GATHER_TIMEOUT_S)
-                received.append(_receive_blob(connection))
+                received.append(receive_blob(connection))
                 connection.sendall(b"k" if error is None else b"e")
     if error is not None:
         raise error
@@ -464,7 +446,7 @@ def _send_to_master(env: TrainingEnvironment, blob: bytes) -> bytes:
         try:
             with socket.create_connection((env.master_addr, env.master_port),
                                           timeout=GATHER_TIMEOUT_S) as sock:
-                _send_blob(sock, blob)
+                send_blob(sock, blob)
                 return sock.recv(1)
         except OSError:
             if time.monotonic() > deadline:
