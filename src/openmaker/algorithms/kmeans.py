@@ -80,6 +80,10 @@ HYPERPARAMETERS = HyperparameterSpec("kmeans", [
                    description="auto or a positive integer"),
     Hyperparameter("local_lloyd_tol", "float", 0.0001, range=Interval(0, 1)),
     Hyperparameter("eval_metrics", "list", ["msd"], choices=("msd", "ssd")),
+    # Sent by the SageMaker SDK's KMeans estimator on every job (True) and accepted by
+    # SageMaker's container, though undocumented. Sparse records give the same centres
+    # here either way, so it changes nothing (UNVERIFIED: what SageMaker does with False).
+    Hyperparameter("force_dense", "bool", True),
 ])
 
 CONTENT_TYPES = ("application/x-recordio-protobuf", "text/csv")
@@ -121,6 +125,7 @@ class KMeansConfig:
     local_lloyd_num_trials: int | str = "auto"
     local_lloyd_tol: float = 0.0001
     eval_metrics: tuple[str, ...] = ("msd",)
+    force_dense: bool = True  # accepted; sparse and dense records give the same centres
 
     @classmethod
     def from_hyperparameters(cls, raw: Mapping[str, Any]) -> KMeansConfig:

@@ -85,9 +85,12 @@ HYPERPARAMETERS = HyperparameterSpec("randomcutforest", [
 ])
 
 CHANNELS = (
+    # no ContentType means RecordIO-protobuf, as for the other first-party algorithms: it is
+    # what the SageMaker SDK's record_set uploads (and names no content type for)
     ChannelDefinition("train", required=True, content_types=CONTENT_TYPES,
-                      default_content_type="text/csv"),
-    ChannelDefinition("test", content_types=CONTENT_TYPES, default_content_type="text/csv"),
+                      default_content_type="application/x-recordio-protobuf"),
+    ChannelDefinition("test", content_types=CONTENT_TYPES,
+                      default_content_type="application/x-recordio-protobuf"),
 )
 
 _SCORE = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
@@ -315,7 +318,7 @@ def load_forest(model_dir: str | os.PathLike) -> Forest:
 def _label_size(env: TrainingEnvironment, channel: str, default: int) -> tuple[str, int]:
     from openmaker.formats.content_types import parse_content_type
 
-    text = env.content_type(channel) or "text/csv"
+    text = env.content_type(channel) or "application/x-recordio-protobuf"
     try:
         parsed = parse_content_type(text)
         if parsed.media_type not in CONTENT_TYPES:
