@@ -278,7 +278,7 @@ def test_duplicate_name_is_resource_in_use(job_server):
 
 @pytest.mark.parametrize(("image", "expected"), [
     ("123456789012.dkr.ecr.us-east-1.amazonaws.com/my-own-image:latest", "TrainingImage"),
-    ("382416733822.dkr.ecr.us-east-1.amazonaws.com/kmeans:1", "'kmeans' is not implemented"),
+    ("766337827248.dkr.ecr.us-east-1.amazonaws.com/lda:1", "'lda' is not implemented"),
 ])
 def test_unsupported_images_are_validation_errors(job_server, image, expected):
     with pytest.raises(ClientError) as raised:
