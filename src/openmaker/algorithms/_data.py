@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import stat
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -361,3 +361,36 @@ def combine(parts: list[Dataset], channel: str) -> Dataset:
             raise ClientError(f"channel {channel!r}: only some files have query ids (qid)")
         qid = np.concatenate([part.qid for part in parts])  # type: ignore[misc]
     return Dataset(features, labels, weights, qid)
+
+
+def read_request_features(body: bytes, content_type: str, media: str,
+                          parameters: dict[str, str], request_types: Sequence[str]) -> Any:
+    """The feature rows of an inference request in CSV (``label_size`` columns dropped),
+    RecordIO-protobuf, JSON or JSON Lines: an array or a sparse matrix.
+    UnsupportedContentType for any other ``media`` or a body that does not parse."""
+    from openmaker.algorithms.base import InferenceError, UnsupportedContentType
+
+    try:
+        if media == "text/csv":
+            from openmaker.formats.csv import read_csv
+
+            features, _ = read_csv(body, label_size=int(parameters.get("label_size", "0")),
+                                   delimiter=sniff_delimiter(body[:4096]), dtype=np.float32)
+        elif media == "application/x-recordio-protobuf":
+            from openmaker.formats.recordio_protobuf import read_recordio_protobuf
+
+            features, _ = read_recordio_protobuf(body)
+        elif media in ("application/json", "application/jsonlines"):
+            from openmaker.formats.jsonlines import read_json_instances, read_jsonlines_instances
+
+            read = read_json_instances if media == "application/json" else \
+                read_jsonlines_instances
+            features = read(body)
+        else:
+            raise UnsupportedContentType(f"content type {content_type!r} is not supported; "
+                                         f"use {', '.join(request_types)}")
+    except InferenceError:
+        raise
+    except (ValueError, TypeError, LookupError) as error:
+        raise UnsupportedContentType(f"the request is not valid {media}: {error}") from None
+    return features

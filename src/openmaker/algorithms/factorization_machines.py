@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from openmaker.algorithms._cluster import HostGroup
+from openmaker.algorithms._data import read_request_features
 from openmaker.algorithms.base import (
     Algorithm,
     ChannelDefinition,
@@ -44,7 +45,6 @@ from openmaker.algorithms.base import (
     NotAcceptable,
     Predictor,
     TrainingEnvironment,
-    UnsupportedContentType,
     validate_channels,
 )
 from openmaker.core.errors import ValidationException
@@ -542,33 +542,7 @@ class FactorizationMachinesPredictor(Predictor):
         import scipy.sparse
 
         media, parameters = _media(content_type or "application/json")
-        try:
-            if media == "text/csv":
-                from openmaker.algorithms._data import sniff_delimiter
-                from openmaker.formats.csv import read_csv
-
-                features, _ = read_csv(body, label_size=int(parameters.get("label_size", "0")),
-                                       delimiter=sniff_delimiter(body[:4096]), dtype=np.float32)
-            elif media == "application/x-recordio-protobuf":
-                from openmaker.formats.recordio_protobuf import read_recordio_protobuf
-
-                features, _ = read_recordio_protobuf(body)
-            elif media in ("application/json", "application/jsonlines"):
-                from openmaker.formats.jsonlines import (
-                    read_json_instances,
-                    read_jsonlines_instances,
-                )
-
-                read = read_json_instances if media == "application/json" else \
-                    read_jsonlines_instances
-                features = read(body)
-            else:
-                raise UnsupportedContentType(f"content type {content_type!r} is not supported; "
-                                             f"use {', '.join(REQUEST_TYPES)}")
-        except InferenceError:
-            raise
-        except (ValueError, TypeError, LookupError) as error:
-            raise UnsupportedContentType(f"the request is not valid {media}: {error}") from None
+        features = read_request_features(body, content_type, media, parameters, REQUEST_TYPES)
         dim = self.model.feature_dim
         if features.shape[0] == 0:
             return features

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from openmaker.algorithms._cluster import HostGroup
+from openmaker.algorithms._data import read_request_features
 from openmaker.algorithms.base import (
     Algorithm,
     ChannelDefinition,
@@ -630,37 +631,15 @@ class KNNPredictor(Predictor):
 
     def _features(self, body: bytes, content_type: str) -> np.ndarray:
         media, parameters = _parameters(content_type or "text/csv")
-        try:
-            if media == "text/csv":
-                from openmaker.algorithms._data import sniff_delimiter
-                from openmaker.formats.csv import read_csv
-
-                label_size = int(parameters.get("label_size", "0"))
-                encoding = parameters.get("encoding", "utf-8")
-                if encoding.lower().replace("_", "-") not in ("utf-8", "utf8", "ascii"):
+        if media == "text/csv":
+            encoding = parameters.get("encoding", "utf-8")
+            if encoding.lower().replace("_", "-") not in ("utf-8", "utf8", "ascii"):
+                try:
                     body = body.decode(encoding).encode()
-                features, _ = read_csv(body, label_size=label_size,
-                                       delimiter=sniff_delimiter(body[:4096]), dtype=np.float32)
-            elif media == "application/x-recordio-protobuf":
-                from openmaker.formats.recordio_protobuf import read_recordio_protobuf
-
-                features, _ = read_recordio_protobuf(body)
-            elif media in ("application/json", "application/jsonlines"):
-                from openmaker.formats.jsonlines import (
-                    read_json_instances,
-                    read_jsonlines_instances,
-                )
-
-                read = read_json_instances if media == "application/json" else \
-                    read_jsonlines_instances
-                features = read(body)
-            else:
-                raise UnsupportedContentType(f"content type {content_type!r} is not supported; "
-                                             f"use {', '.join(REQUEST_TYPES)}")
-        except InferenceError:
-            raise
-        except (ValueError, TypeError, LookupError) as error:
-            raise UnsupportedContentType(f"the request is not valid {media}: {error}") from None
+                except (LookupError, ValueError) as error:
+                    raise UnsupportedContentType(
+                        f"the request is not valid {media}: {error}") from None
+        features = read_request_features(body, content_type, media, parameters, REQUEST_TYPES)
         return self._dense(features)
 
     def _dense(self, features: Any) -> np.ndarray:
