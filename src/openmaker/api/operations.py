@@ -37,6 +37,16 @@ OPERATIONS: dict[str, dict[str, str]] = {
             ("ListTrainingJobsForHyperParameterTuningJob",
              "list_training_jobs_for_hyper_parameter_tuning_job"),
         )},
+        **{name: f"openmaker.transform.service:{handler}" for name, handler in (
+            ("CreateTransformJob", "create_transform_job"),
+            ("DescribeTransformJob", "describe_transform_job"),
+            ("StopTransformJob", "stop_transform_job"),
+        )},
+        **{name: f"openmaker.processing.service:{handler}" for name, handler in (
+            ("CreateProcessingJob", "create_processing_job"),
+            ("DescribeProcessingJob", "describe_processing_job"),
+            ("StopProcessingJob", "stop_processing_job"),
+        )},
         "CreateModel": "openmaker.hosting.models:create_model",
         "DescribeModel": "openmaker.hosting.models:describe_model",
         "DeleteModel": "openmaker.hosting.models:delete_model",
