@@ -172,16 +172,19 @@ def normalise_columns(columns: str | Iterable[str] | None) -> list[str] | None:
 
 
 def select_columns(transform: str, frame: pd.DataFrame, columns: str | Iterable[str] | None,
-                   kinds: Sequence[str]) -> list[str]:
+                   kinds: Sequence[str], default_kinds: Sequence[str] | None = None
+                   ) -> list[str]:
     """The columns a transform applies to: ``columns`` when given (each must exist and be
-    of one of ``kinds``), else every column of one of ``kinds``."""
+    of one of ``kinds``), else every column of one of ``default_kinds`` (``kinds`` when
+    None)."""
     schema = frame_schema(frame)
     wanted = normalise_columns(columns)
     if wanted is None:
-        selected = [name for name, kind in schema.items() if kind in kinds]
+        default_kinds = default_kinds or kinds
+        selected = [name for name, kind in schema.items() if kind in default_kinds]
         if not selected:
             raise ValueError(f"{transform}: no columns selected: the input has no "
-                             f"{' or '.join(kinds)} columns (its columns: {schema}); "
+                             f"{' or '.join(default_kinds)} columns (its columns: {schema}); "
                              "pass columns= to choose some")
         return selected
     if not wanted:
@@ -202,13 +205,15 @@ class FrameTransformer(FittedSchemaMixin, TransformerMixin, BaseEstimator):
     """Base of the column transforms: schema recording and checking, column selection,
     pass-through of unselected columns, output naming.
 
-    A subclass sets ``accepted_kinds`` and implements ``_fit(data, y)`` and
+    A subclass sets ``accepted_kinds`` (and ``default_kinds``, the kinds selected when
+    ``columns`` is None, when narrower) and implements ``_fit(data, y)`` and
     ``_transform(data)`` on the selected columns only; ``_output_names(columns)`` names the
     output columns when they are not the input ones. The output block replaces the selected
     columns at the position of the first of them; other columns keep their order.
     """
 
     accepted_kinds: tuple[str, ...] = (NUMERIC,)
+    default_kinds: tuple[str, ...] | None = None
 
     def fit(self, X: Any, y: Any = None) -> FrameTransformer:
         """Learn the transform's state from X (and y where the transform uses a target)."""
@@ -217,7 +222,7 @@ class FrameTransformer(FittedSchemaMixin, TransformerMixin, BaseEstimator):
         require_rows(frame, name, "fit")
         self._record_schema(frame)
         self.columns_ = select_columns(name, frame, self._columns_param(),
-                                       self.accepted_kinds)
+                                       self.accepted_kinds, self.default_kinds)
         self._fit(frame[self.columns_], y)
         self.feature_names_out_ = np.asarray(self._assemble_names(), dtype=object)
         return self
