@@ -47,13 +47,14 @@ class TrainingProgram:
         return self.algorithm is not None
 
 
-def image_repository(image: str) -> str:
+def image_repository(image: str, field: str = "AlgorithmSpecification.TrainingImage") -> str:
     """The repository name of an image URI (``.../sagemaker-xgboost:1.7-1`` ->
-    ``sagemaker-xgboost``); ValidationException when it is not an image URI."""
+    ``sagemaker-xgboost``); ValidationException naming ``field`` when it is not an image
+    URI."""
     match = _IMAGE.match(image)
     if match is None:
         raise errors.ValidationException(
-            f"AlgorithmSpecification.TrainingImage {image!r} is not an image URI "
+            f"{field} {image!r} is not an image URI "
             "(<registry>/<repository>[:tag])"
         )
     return match.group("repository")

@@ -136,6 +136,20 @@ def finish(record: Record, status: str, secondary: str, message: str | None = No
             else min(seconds, max(1, round(billable_seconds)))
 
 
+def exit_failure_reason(host: str, code: int | None, tail: Sequence[str]) -> str:
+    """``FailureReason`` for a process that exited with ``code`` (negative: killed by that
+    signal): ``AlgorithmError``, the exit, and as much of its last output as fits 1024
+    characters."""
+    head = (f"AlgorithmError: {host} exited with code {code}"
+            if code is not None and code >= 0
+            else f"AlgorithmError: {host} was killed by signal {-(code or 0)}")
+    text = "\n".join(tail)
+    room = MAX_FAILURE_REASON - len(head) - len(". Last output:\n")
+    if not tail or room <= 0:
+        return head[:MAX_FAILURE_REASON]
+    return f"{head}. Last output:\n{text[-room:]}"
+
+
 class StopRequested(Exception):
     """StopTrainingJob arrived before the processes started."""
 
@@ -547,17 +561,9 @@ class TrainingJobRunner:
                 text = layout.failure_file.read_text(errors="replace")
                 return text[:MAX_FAILURE_REASON]
         layout = failed[0] if failed else layouts[0]
-        code = codes.get(layout.host)
-        head = (f"AlgorithmError: {layout.host} exited with code {code}"
-                if code is not None and code >= 0
-                else f"AlgorithmError: {layout.host} was killed by signal {-(code or 0)}")
         with self._lock:
             tail = list(self._tails[layout.host])
-        text = "\n".join(tail)
-        room = MAX_FAILURE_REASON - len(head) - len(". Last output:\n")
-        if not tail or room <= 0:
-            return head[:MAX_FAILURE_REASON]
-        return f"{head}. Last output:\n{text[-room:]}"
+        return exit_failure_reason(layout.host, codes.get(layout.host), tail)
 
     # -- endings ------------------------------------------------------------------------
     def _upload_and_end(self, layout: InstanceLayout, status: str, secondary: str) -> None:
