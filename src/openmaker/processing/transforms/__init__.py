@@ -80,3 +80,55 @@ __all__ = [
 ]
 
 # outliers, class imbalance, splitting, data-quality report (3b)
+from openmaker.processing.transforms.imbalance import (  # noqa: E402
+    ADASYNSampling,
+    EditedNearestNeighboursSampling,
+    RandomOverSampling,
+    RandomUnderSampling,
+    SMOTESampling,
+)
+from openmaker.processing.transforms.outliers import (  # noqa: E402
+    IQROutliers,
+    LocalOutlierFactorOutliers,
+    ZScoreOutliers,
+    iqr_fences,
+)
+from openmaker.processing.transforms.splitting import (  # noqa: E402
+    ForwardChainingSplit,
+    HoldoutSplit,
+    KFoldSplit,
+    LeaveOneOutSplit,
+    StratifiedKFoldSplit,
+    holdout_split,
+)
+
+_QUALITY_REPORT_NAMES = ("data_quality_report", "infer_column_type")
+
+__all__ += [
+    "ADASYNSampling",
+    "EditedNearestNeighboursSampling",
+    "ForwardChainingSplit",
+    "HoldoutSplit",
+    "IQROutliers",
+    "KFoldSplit",
+    "LeaveOneOutSplit",
+    "LocalOutlierFactorOutliers",
+    "RandomOverSampling",
+    "RandomUnderSampling",
+    "SMOTESampling",
+    "StratifiedKFoldSplit",
+    "ZScoreOutliers",
+    "holdout_split",
+    "iqr_fences",
+    *_QUALITY_REPORT_NAMES,
+]
+
+
+def __getattr__(name: str) -> object:
+    # quality_report also runs as `python -m`; importing it with the package would make
+    # runpy warn that the module was imported before it ran, so it loads on first use.
+    if name in _QUALITY_REPORT_NAMES:
+        from openmaker.processing.transforms import quality_report
+
+        return getattr(quality_report, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
