@@ -11,8 +11,9 @@ from imblearn.pipeline import make_pipeline
 from scipy import stats
 from sklearn.linear_model import LinearRegression
 from sklearn.neighbors import LocalOutlierFactor
+from sklearn.pipeline import make_pipeline as make_sklearn_pipeline
 
-from openmaker.processing.transforms import SchemaMismatchError
+from openmaker.processing.transforms import SchemaMismatchError, StandardScaler, load, save
 from openmaker.processing.transforms.outliers import (
     IQROutliers,
     LocalOutlierFactorOutliers,
@@ -155,3 +156,16 @@ def test_sampler_removes_outlier_rows_at_fit_time_only() -> None:
     assert model.coef_[0] == pytest.approx(2.0) and model.intercept_ == pytest.approx(1.0)
     # predicting keeps every row, the outlier included
     assert pipeline.predict(X).shape == (20,)
+
+
+def test_fitted_clipping_is_saved_with_the_model_and_reloaded(frame: pd.DataFrame,
+                                                              tmp_path) -> None:
+    pipeline = make_sklearn_pipeline(IQROutliers(columns=["a"], action="clip"),
+                                     StandardScaler(columns=["a", "b"]))
+    expected = pipeline.fit_transform(frame)
+    save(pipeline, tmp_path / "model")
+    loaded = load(tmp_path / "model")
+    assert loaded[0].upper_["a"] == pipeline[0].upper_["a"]
+    pd.testing.assert_frame_equal(loaded.transform(frame), expected)
+    with pytest.raises(SchemaMismatchError, match="'name'"):
+        loaded.transform(frame.drop(columns=["name"]))

@@ -8,12 +8,14 @@ import json
 import re
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from tests.conftest import start_server
 
 from openmaker.processing.transforms.quality_report import (
     data_quality_report,
@@ -193,3 +195,51 @@ def test_command_line_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFi
     assert main([str(tmp_path / "missing.csv"), str(tmp_path / "out")]) == 2
     assert "no such file" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_processing_job_writes_the_report_with_the_command_line(
+        frame: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> None:
+    server = start_server(tmp_path_factory.mktemp("quality-report-home"))
+    try:
+        s3 = server.client("s3")
+        s3.create_bucket(Bucket="reports")
+        s3.put_object(Bucket="reports", Key="data/part.csv",
+                      Body=frame.to_csv(index=False).encode())
+        sagemaker = server.client("sagemaker")
+        sagemaker.create_processing_job(
+            ProcessingJobName="quality-report",
+            ProcessingInputs=[{"InputName": "data", "S3Input": {
+                "S3Uri": "s3://reports/data/", "LocalPath": "/opt/ml/processing/input/data",
+                "S3DataType": "S3Prefix", "S3InputMode": "File"}}],
+            ProcessingOutputConfig={"Outputs": [{"OutputName": "report", "S3Output": {
+                "S3Uri": "s3://reports/report/", "LocalPath": "/opt/ml/processing/output",
+                "S3UploadMode": "EndOfJob"}}]},
+            ProcessingResources={"ClusterConfig": {"InstanceCount": 1,
+                                                   "InstanceType": "ml.m5.large",
+                                                   "VolumeSizeInGB": 5}},
+            AppSpecification={
+                "ImageUri": "683313688378.dkr.ecr.us-east-1.amazonaws.com/"
+                            "sagemaker-scikit-learn:1.2-1-cpu-py3",
+                "ContainerEntrypoint": ["python3", "-m",
+                                        "openmaker.processing.transforms.quality_report"],
+                "ContainerArguments": ["/opt/ml/processing/input/data",
+                                       "/opt/ml/processing/output", "--target", "label"]},
+            RoleArn="arn:aws:iam::000000000000:role/SageMakerRole",
+            StoppingCondition={"MaxRuntimeInSeconds": 120})
+        deadline = time.monotonic() + 90
+        while True:
+            job = sagemaker.describe_processing_job(ProcessingJobName="quality-report")
+            if job["ProcessingJobStatus"] in ("Completed", "Failed", "Stopped"):
+                break
+            assert time.monotonic() < deadline, job["ProcessingJobStatus"]
+            time.sleep(0.2)
+        assert job["ProcessingJobStatus"] == "Completed", job.get("FailureReason")
+        report = json.loads(s3.get_object(Bucket="reports", Key="report/report.json")
+                            ["Body"].read())
+        assert report["rows"] == 10
+        assert report["target"]["classes"][0] == {"class": "yes", "count": 7,
+                                                  "fraction": 0.7}
+        page = s3.get_object(Bucket="reports", Key="report/report.html")["Body"].read()
+        assert b"<svg" in page and b"histogram of age" in page
+    finally:
+        server.stop()
