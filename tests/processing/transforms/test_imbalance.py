@@ -98,6 +98,12 @@ def test_adasyn_balances_and_matches_imbalanced_learn(data: tuple[pd.DataFrame, 
     # ADASYN balances approximately: the count follows the neighbourhoods' class mix
     assert abs(sampler.class_counts_out_["rare"] - 24) <= 3
     assert sampler.class_counts_out_["common"] == 24
+    with pytest.raises(ValueError, match=r"n_neighbors=6 needs at least 7 rows.*'rare'"):
+        ADASYNSampling(n_neighbors=6).fit_resample(X, y)
+    # imbalanced-learn's own refusal comes back as a ValueError naming the resampler
+    apart = pd.DataFrame({"x": list(range(20)) + [1000.0 + i for i in range(6)]})
+    with pytest.raises(ValueError, match="ADASYNSampling: Not any neigbours belong"):
+        ADASYNSampling(n_neighbors=3).fit_resample(apart, pd.Series(["a"] * 20 + ["b"] * 6))
 
 
 def test_edited_nearest_neighbours_drops_majority_rows_among_the_minority() -> None:

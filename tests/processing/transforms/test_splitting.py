@@ -79,14 +79,14 @@ def test_chronological_holdout_takes_latest_rows_as_test_and_refuses_shuffle() -
     times = pd.date_range("2024-01-01", periods=10, freq="D")
     frame = pd.DataFrame({"when": times[::-1], "y": np.arange(10)})
     split = holdout_split(frame, test_size=0.2, validation_size=0.2, order_column="when",
-                          sort=True, shuffle=False)
+                          sort=True)
     assert list(split.test["when"]) == list(times[-2:])
     assert list(split.validation["when"]) == list(times[-4:-2])
     assert split.train["when"].max() < split.validation["when"].min()
     with pytest.raises(ValueError, match="shuffle=True is not allowed for time series"):
-        holdout_split(frame, order_column="when", sort=True)
+        holdout_split(frame, order_column="when", sort=True, shuffle=True)
     with pytest.raises(ValueError, match="'when' is not sorted"):
-        holdout_split(frame, order_column="when", shuffle=False)
+        holdout_split(frame, order_column="when")
 
 
 def test_k_fold_matches_scikit_learn_and_covers_every_row(frame: pd.DataFrame) -> None:

@@ -216,9 +216,6 @@ class ADASYNSampling(_Resampler):
     def _check_classes(self, labels: pd.Series) -> None:
         _require_count(self.n_neighbors, "n_neighbors", type(self).__name__)
         self._check_neighbours(labels, self.n_neighbors, "n_neighbors")
-        if len(labels) < self.n_neighbors + 1:
-            raise ValueError(f"{type(self).__name__}: n_neighbors={self.n_neighbors} needs at "
-                             f"least {self.n_neighbors + 1} rows, got {len(labels)}")
 
     def _sampler(self) -> Any:
         from imblearn.over_sampling import ADASYN

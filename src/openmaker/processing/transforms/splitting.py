@@ -114,14 +114,16 @@ def _refuse_shuffle(shuffle: bool, who: str) -> None:
 
 def holdout_split(frame: pd.DataFrame, *, test_size: float | int = 0.2,
                   validation_size: float | int | None = None, stratify: Any = None,
-                  order_column: str | None = None, sort: bool = False, shuffle: bool = True,
-                  random_state: int | None = None) -> HoldoutSplit:
+                  order_column: str | None = None, sort: bool = False,
+                  shuffle: bool | None = None, random_state: int | None = None
+                  ) -> HoldoutSplit:
     """Split ``frame`` into train, test and (when ``validation_size`` is given) validation.
 
     Sizes are fractions of the whole frame (floats in (0, 1)) or row counts (ints).
     ``stratify`` (a column name or one label per row) keeps each class's share in every part.
     ``order_column`` makes a chronological hold-out: the latest rows are the test part, the
-    ones before them validation, the earliest train; shuffling is then refused.
+    ones before them validation, the earliest train. ``shuffle`` defaults to True, and to
+    False for a chronological hold-out, where asking for it raises a ValueError.
     """
     who = "holdout_split"
     if not isinstance(frame, pd.DataFrame):
@@ -134,7 +136,7 @@ def holdout_split(frame: pd.DataFrame, *, test_size: float | int = 0.2,
         raise ValueError(f"{who}: test ({test_rows} rows) and validation ({validation_rows} "
                          f"rows) leave no training rows out of {count}")
     if order_column is not None:
-        _refuse_shuffle(shuffle, who)
+        _refuse_shuffle(bool(shuffle), who)
         if stratify is not None:
             raise ValueError(f"{who}: stratify cannot be combined with order_column (a "
                              "chronological split keeps the time order, not class shares)")
@@ -145,6 +147,7 @@ def holdout_split(frame: pd.DataFrame, *, test_size: float | int = 0.2,
         return _holdout_frames(frame, *parts, validation_size is not None)
     from sklearn.model_selection import train_test_split
 
+    shuffle = True if shuffle is None else shuffle
     labels = None if stratify is None else _labels(frame, stratify, "stratify")
     if labels is not None:
         if not shuffle:
