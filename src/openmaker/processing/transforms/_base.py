@@ -121,6 +121,11 @@ def as_frame(X: Any, names: Sequence[str] | None = None, *, transform: str = "tr
     return frame
 
 
+def show_value(value: Any) -> str:
+    """A value as an error message shows it: 2.5 rather than numpy's np.float64(2.5)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def require_rows(frame: pd.DataFrame, transform: str, step: str) -> None:
     """Raise a ValueError naming the transform when the frame has no rows."""
     if len(frame) == 0:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from openmaker.processing.transforms._base import FrameTransformer
+from openmaker.processing.transforms._base import FrameTransformer, show_value
 
 OUT_OF_RANGE = ("error", "clip", "nan")
 
@@ -127,7 +127,7 @@ class CustomBinner(FrameTransformer):
                     position = int(np.argmax(outside))
                     problems.append(f"column {name!r}: {int(outside.sum())} values outside "
                                     f"[{edges[0]:g}, {edges[-1]:g}], first "
-                                    f"{values[position]!r} at row {position}")
+                                    f"{show_value(values[position])} at row {position}")
                     continue
             invalid = missing | (outside if self.out_of_range == "nan" else False)
             if self.labels is not None:

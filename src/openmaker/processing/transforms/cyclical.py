@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from openmaker.processing.transforms._base import DATETIME, NUMERIC, FrameTransformer
+from openmaker.processing.transforms._base import DATETIME, NUMERIC, FrameTransformer, show_value
 
 PERIODS = {"hour": 24, "weekday": 7, "month": 12}
 # the values an integer column of each component may hold
@@ -84,7 +84,7 @@ class CyclicalEncoder(FrameTransformer):
                         position = int(np.argmax(outside))
                         raise ValueError(
                             f"CyclicalEncoder: column {name!r} holds {self.period} values "
-                            f"{low}-{high}, got {values[position]!r} at row {position}")
+                            f"{low}-{high}, got {show_value(values[position])} at row {position}")
                     period = PERIODS[self.period]
                 else:
                     period = float(self.period)

@@ -115,7 +115,10 @@ class OrdinalEncoder(FrameTransformer):
         self.categories_ = dict(zip(data.columns, self.encoder_.categories_, strict=True))
 
     def _transform(self, data: pd.DataFrame) -> np.ndarray:
-        return self.encoder_.transform(categories_frame(data))
+        codes = self.encoder_.transform(categories_frame(data)).astype(float)
+        # the categories exclude missing, so scikit-learn would code it as unknown
+        codes[data.isna().to_numpy()] = np.nan
+        return codes
 
 
 @contextmanager
@@ -149,9 +152,11 @@ class TargetEncoder(FrameTransformer):
 
         if y is None:
             raise ValueError("TargetEncoder: fit needs the target y")
-        target = pd.Series(np.asarray(y), index=data.index)
-        if len(target) != len(data):
-            raise ValueError(f"TargetEncoder: y has {len(target)} values for {len(data)} rows")
+        values = np.asarray(y)
+        if values.ndim != 1 or len(values) != len(data):
+            raise ValueError(f"TargetEncoder: y has {values.size} values for {len(data)} rows "
+                             "(one target per row)")
+        target = pd.Series(values, index=data.index)
         if not pd.api.types.is_numeric_dtype(target.dtype):
             raise ValueError("TargetEncoder: y must be numeric (or 0/1 for a binary target), "
                              f"got dtype {target.dtype}")

@@ -30,10 +30,11 @@ def _require_values(transform: str, data: pd.DataFrame, why: str) -> None:
 
 
 def _restore_dtypes(result: pd.DataFrame, original: pd.DataFrame) -> pd.DataFrame:
-    """Imputed columns back to their input dtype where it can hold the filled values
-    (an integer column with gaps is float; filled with whole numbers it stays float)."""
+    """Columns imputed as objects (a mix of kinds) back to numbers, booleans or strings."""
     for name in result.columns:
-        if not pd.api.types.is_numeric_dtype(original[name].dtype):
+        if pd.api.types.is_numeric_dtype(original[name].dtype):
+            result[name] = pd.to_numeric(result[name])
+        else:
             result[name] = result[name].infer_objects()
     return result
 
@@ -160,11 +161,11 @@ class KNNImputer(FrameTransformer):
         from sklearn.impute import KNNImputer as SklearnKNNImputer
 
         _require_values("KNNImputer", data, "there is nothing to average")
-        self.imputer_ = SklearnKNNImputer(n_neighbors=self.n_neighbors, weights=self.weights,
-                                          keep_empty_features=True).fit(data)
+        self.imputer_ = SklearnKNNImputer(n_neighbors=self.n_neighbors,
+                                          weights=self.weights).fit(data.to_numpy(dtype=float))
 
     def _transform(self, data: pd.DataFrame) -> np.ndarray:
-        return self.imputer_.transform(data)
+        return self.imputer_.transform(data.to_numpy(dtype=float))
 
 
 class IterativeImputer(FrameTransformer):
@@ -192,7 +193,7 @@ class IterativeImputer(FrameTransformer):
         self.imputer_ = SklearnIterativeImputer(
             estimator=self.estimator, max_iter=self.max_iter, tol=self.tol,
             initial_strategy=self.initial_strategy, sample_posterior=self.sample_posterior,
-            random_state=self.random_state, keep_empty_features=True).fit(data)
+            random_state=self.random_state).fit(data.to_numpy(dtype=float, copy=True))
 
     def _transform(self, data: pd.DataFrame) -> np.ndarray:
-        return self.imputer_.transform(data)
+        return self.imputer_.transform(data.to_numpy(dtype=float, copy=True))

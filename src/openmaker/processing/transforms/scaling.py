@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from openmaker.processing.transforms._base import FrameTransformer
+from openmaker.processing.transforms._base import FrameTransformer, show_value
 
 
 class _SklearnColumns(FrameTransformer):
@@ -143,8 +143,8 @@ def _domain_error(transform: str, data: pd.DataFrame, outside: pd.DataFrame,
         mask = outside[name].fillna(False).to_numpy(dtype=bool)
         if mask.any():
             position = int(np.argmax(mask))
-            bad[name] = f"{int(mask.sum())} values, first {data[name].iloc[position]!r} at " \
-                        f"row {position}"
+            first = show_value(data[name].iloc[position])
+            bad[name] = f"{int(mask.sum())} values, first {first} at row {position}"
     if bad:
         details = "; ".join(f"column {name!r}: {text}" for name, text in bad.items())
         raise ValueError(f"{transform} needs {needs}: {details}")
