@@ -172,9 +172,10 @@ def test_unknown_jobs_are_not_found(job_server):
 
 
 def test_a_spark_image_needs_pyspark(job_server):
+    from openmaker.processing.images import pyspark_available
 
     if pyspark_available():
-        pytest.skip("pyspark is installed: the Spark flow is tested in test_spark.py")
+        pytest.skip("pyspark is installed: tests/e2e/test_sagemaker_sdk_processing.py runs it")
     params = changed(AppSpecification={
         "ImageUri": "173754725891.dkr.ecr.us-east-1.amazonaws.com/sagemaker-spark-processing:"
                     "3.3-cpu-py39-v1.0", "ContainerArguments": ["/opt/ml/processing/input/x.py"]})

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from openmaker.cli.processing import add_processing_parser, processing_action
 from openmaker.cli.tuning import add_tuning_parser, tuning_action
 
 EPILOG = """examples:
@@ -18,6 +19,7 @@ EPILOG = """examples:
   openmaker training logs my-job --follow
   openmaker tuning create --cli-input-json file://tuning.json --wait
   openmaker tuning jobs my-tuning-job --sort-by FinalObjectiveMetricValue
+  openmaker processing logs my-processing-job --follow
   openmaker endpoints list
   openmaker invoke my-endpoint --body "5.1,3.5,1.4,0.2" --content-type text/csv
   openmaker status
@@ -86,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     interrupt.add_argument("job")
 
     add_tuning_parser(commands, _server_options)
+    add_processing_parser(commands, _server_options)
 
     endpoints = commands.add_parser("endpoints", help="list, describe and delete endpoints",
                                     description="Endpoints on the server.")
@@ -154,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return {"server": run_server, "storage": run_storage, "training": run_training,
-                "tuning": run_tuning, "endpoints": run_endpoints, "invoke": run_invoke,
+                "tuning": run_tuning, "processing": run_processing,
+                "endpoints": run_endpoints, "invoke": run_invoke,
                 "status": run_status}[
             args.command](args)
     except ConfigError as exc:
@@ -269,6 +273,10 @@ def run_training(args: argparse.Namespace) -> int:
 
 def run_tuning(args: argparse.Namespace) -> int:
     return _with_session(args, tuning_action)
+
+
+def run_processing(args: argparse.Namespace) -> int:
+    return _with_session(args, processing_action)
 
 
 def _print_listing(rows: list[tuple[str, str, str]]) -> None:
