@@ -64,6 +64,8 @@ class Instance:
     root: Path
     container: str = ""  # the container's hostname, in an inference pipeline
     handle: JobHandle | None = None
+    log_group: str = ""  # set outside endpoints (a transform job's); else the endpoint's
+    log_stream_name: str = ""
     tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=TAIL_LINES))
     slots: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(MAX_CONCURRENT_REQUESTS))
@@ -131,6 +133,7 @@ class Stage:
     archive: Path | None
     pipeline: bool = False  # one of several containers
     max_payload_bytes: int | None = None  # the model server's request limit, if not 6 MB
+    environment: dict[str, str] = field(default_factory=dict)  # over the container's own
     instances: list[Instance] = field(default_factory=list)
     _next: itertools.count = field(default_factory=itertools.count)
     _numbers: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -382,6 +385,66 @@ def build_fleet(platform: Platform, endpoint: str, config: dict) -> Fleet:
     return running
 
 
+@dataclass(eq=False)
+class ModelInstance:
+    """One instance of a model outside an endpoint (a batch transform job's): one
+    model-server process per container, in invocation order (several for an inference
+    pipeline)."""
+
+    platform: Platform
+    owner: str  # the job the instance serves
+    stages: list[Stage]
+
+    @property
+    def containers(self) -> list[Instance]:
+        return [stage.instances[0] for stage in self.stages]
+
+    def flush_logs(self) -> None:
+        for instance in self.containers:
+            write_log(self.platform, self.owner, instance)
+
+    def stop(self) -> None:
+        """Stop every container's process and write its last output to its log."""
+        for stage in self.stages:
+            for instance in stage.instances:
+                instance.stop()
+                write_log(self.platform, self.owner, instance)
+
+
+def start_model_instance(platform: Platform, model: dict, directory: Path, *, owner: str,
+                         instance_id: str, log_group: str, environment: dict[str, str],
+                         max_payload_bytes: int | None = None) -> ModelInstance:
+    """Start one instance of ``model``'s containers (the DescribeModel record) under
+    ``directory`` with ``environment`` over each container's own, and wait until each
+    answers ``/ping``; on failure stop what started and raise with the reason. Output goes
+    to ``log_group``, stream ``<owner>/<instance_id>`` (``/<container>`` for a pipeline)."""
+    from openmaker.hosting.models import model_containers
+
+    containers = model_containers(model)
+    pipeline = len(containers) > 1
+    running = ModelInstance(platform, owner, [])
+    try:
+        for container in containers:
+            hostname = container["ContainerHostname"]
+            stage_dir = directory / hostname if pipeline else directory
+            stage_dir.mkdir(parents=True, exist_ok=True)
+            stage = Stage(hostname, container, stage_dir,
+                          _fetch(platform, container.get("ModelDataUrl"), stage_dir),
+                          pipeline=pipeline, max_payload_bytes=max_payload_bytes,
+                          environment=dict(environment))
+            running.stages.append(stage)
+            stream = f"{owner}/{instance_id}" + (f"/{hostname}" if pipeline else "")
+            stage.instances = [_start_instance(platform, owner, f"transform job {owner}", stage,
+                                               instance_id=instance_id, log_group=log_group,
+                                               log_stream_name=stream)]
+        for instance in running.containers:
+            _wait_healthy(instance)
+    except BaseException:
+        running.stop()
+        raise
+    return running
+
+
 def _fetch(platform: Platform, url: str | None, directory: Path) -> Path | None:
     if not url:
         return None
@@ -411,6 +474,7 @@ def _serving_command(platform: Platform, stage: Stage,
 
     container = stage.container
     env = {str(k): str(v) for k, v in (container.get("Environment") or {}).items()}
+    env.update(stage.environment)
     kind = inference_image(container["Image"], env)
     env.update({"SAGEMAKER_BIND_TO_PORT": str(instance.port), "SM_MODEL_DIR":
                 str(instance.model_dir), "PYTHONUNBUFFERED": "1"})
@@ -448,15 +512,18 @@ def _credentials(platform: Platform) -> tuple[str, str]:
     return next(iter(keys.items())) if keys else ("openmaker", "openmaker")
 
 
-def _start_instance(platform: Platform, endpoint: str, variant: str, stage: Stage) -> Instance:
+def _start_instance(platform: Platform, endpoint: str, variant: str, stage: Stage, *,
+                    instance_id: str | None = None, log_group: str = "",
+                    log_stream_name: str = "") -> Instance:
     from openmaker.hosting.model_server import extract_model_archive
 
     number = next(stage._numbers)
-    instance_id = f"i-{variant.lower()[:20]}-{number:04d}"
+    instance_id = instance_id or f"i-{variant.lower()[:20]}-{number:04d}"
     root = stage.directory / instance_id / "opt" / "ml"
     (root / "model").mkdir(parents=True)
     instance = Instance(variant, instance_id, _free_port(), root,
-                        stage.hostname if stage.pipeline else "")
+                        stage.hostname if stage.pipeline else "", log_group=log_group,
+                        log_stream_name=log_stream_name)
     if stage.archive is not None:
         extract_model_archive(stage.archive, instance.model_dir)
     argv, env = _serving_command(platform, stage, instance)
@@ -487,25 +554,28 @@ def write_log(platform: Platform, endpoint: str, instance: Instance) -> None:
     if not lines:
         return
     try:
-        platform.logs.append(LOG_GROUP_PREFIX + endpoint, log_stream(instance), lines)
+        platform.logs.append(instance.log_group or LOG_GROUP_PREFIX + endpoint,
+                             instance.log_stream_name or log_stream(instance), lines)
     except Exception:  # logging must never take an instance down
         log.exception("endpoint %s: writing log lines failed", endpoint)
 
 
 def _wait_healthy(instance: Instance) -> None:
     deadline = time.monotonic() + HEALTH_TIMEOUT_SECONDS
+    # an endpoint's instance serves a variant; a transform job's names its job as variant
+    what = instance.variant if instance.log_group else f"variant {instance.variant}"
     while time.monotonic() < deadline:
         if not instance.running:
             tail = "\n".join(instance.tail)
             raise errors.ValidationException(
-                f"The model server of variant {instance.variant} exited before it became "
+                f"The model server of {what} exited before it became "
                 f"healthy. Last output:\n{tail}"[-MAX_FAILURE_REASON:])
         if ping(instance):
             return
         time.sleep(0.05)
     instance.stop()
     raise errors.ValidationException(
-        f"The model server of variant {instance.variant} did not answer GET /ping with 200 "
+        f"The model server of {what} did not answer GET /ping with 200 "
         f"within {HEALTH_TIMEOUT_SECONDS:.0f} s")
 
 

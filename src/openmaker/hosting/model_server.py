@@ -13,8 +13,12 @@ SageMaker inference container gets:
   ``output_fn`` or ``transform_fn``; what it leaves out follows the sklearn, xgboost or
   pytorch toolkit's defaults (``OPENMAKER_FRAMEWORK``, else guessed from the model files);
 * ``SAGEMAKER_MODEL_SERVER_WORKERS`` (default 1) processes share the socket;
-* ``MAX_CONTENT_LENGTH`` bytes (else ``SAGEMAKER_MAX_PAYLOAD_IN_MB``, else 6 MiB) bounds
-  a request body;
+* ``MAX_CONTENT_LENGTH`` bytes (else ``SAGEMAKER_MAX_PAYLOAD_IN_MB``, ``0`` meaning no
+  limit, else 6 MiB) bounds a request body;
+* batch transform sets ``SAGEMAKER_BATCH=true`` and, when the job gives them,
+  ``SAGEMAKER_MAX_PAYLOAD_IN_MB``, ``SAGEMAKER_BATCH_STRATEGY`` (``SINGLE_RECORD`` /
+  ``MULTI_RECORD``) and ``SAGEMAKER_MAX_CONCURRENT_TRANSFORMS``, which
+  ``GET /execution-parameters`` echoes;
 * ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT`` is the answer's type when Accept is absent or
   ``*/*``; ``SAGEMAKER_CONTAINER_LOG_LEVEL`` / ``OPENMAKER_LOG_LEVEL`` (``DEBUG`` logs one
   line per request).
@@ -145,7 +149,9 @@ class Settings:
         if environ.get("MAX_CONTENT_LENGTH"):
             self.max_payload = int(environ["MAX_CONTENT_LENGTH"])
         elif environ.get("SAGEMAKER_MAX_PAYLOAD_IN_MB"):
-            self.max_payload = int(float(environ["SAGEMAKER_MAX_PAYLOAD_IN_MB"]) * 1024 * 1024)
+            # A transform job with MaxPayloadInMB 0 streams whole objects: no limit.
+            self.max_payload = int(float(environ["SAGEMAKER_MAX_PAYLOAD_IN_MB"]) * 1024 * 1024) \
+                or sys.maxsize
         else:
             self.max_payload = DEFAULT_MAX_PAYLOAD
         self.inline_max = int(environ.get("OPENMAKER_INLINE_MAX_BYTES")
@@ -171,7 +177,7 @@ class Settings:
             "MaxConcurrentTransforms": int(environ.get("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS")
                                            or os.cpu_count() or 1),
             "BatchStrategy": environ.get("SAGEMAKER_BATCH_STRATEGY") or "MULTI_RECORD",
-            "MaxPayloadInMB": max(1, self.max_payload // (1024 * 1024)),
+            "MaxPayloadInMB": max(1, min(self.max_payload // (1024 * 1024), 100)),
         }).encode()
 
 
