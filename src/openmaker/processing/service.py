@@ -26,12 +26,13 @@ from typing import Any
 from openmaker.core import errors
 from openmaker.core.arns import make_arn
 from openmaker.core.platform import Platform, RequestContext
-from openmaker.core.resources import ListQuery, ResourceNotFoundError
+from openmaker.core.resources import ResourceNotFoundError
 from openmaker.processing.contract import command_line, processing_relative
 from openmaker.processing.images import processing_image
 from openmaker.processing.inputs import check_input_objects, check_pipe_path
 from openmaker.processing.runner import RESOURCE_TYPE, ProcessingJobRunner, finish, now
 from openmaker.storage.uri import S3Uri
+from openmaker.training.service import fail_jobs_left_running
 
 DEFAULT_MAX_RUNTIME = 86400
 RESTART_REASON = "InternalServerError: the openmaker server restarted while the job was running"
@@ -48,25 +49,11 @@ def _not_found() -> errors.AwsError:
 def fail_interrupted_jobs(platform: Platform) -> list[str]:
     """Mark jobs left ``InProgress``/``Stopping`` by an earlier server ``Failed``; their
     names."""
-    names: list[str] = []
-    for status in ("InProgress", "Stopping"):
-        token = None
-        while True:
-            page, token = platform.resources.list(
-                RESOURCE_TYPE, ListQuery(status_equals=status, next_token=token))
-            names.extend(resource.name for resource in page)
-            if not token:
-                break
+    def fail(record: dict) -> None:
+        finish(record, "Failed")
+        record["FailureReason"] = RESTART_REASON
 
-    def fail(record: dict) -> tuple[dict, str]:
-        if record["ProcessingJobStatus"] in ("InProgress", "Stopping"):
-            finish(record, "Failed")
-            record["FailureReason"] = RESTART_REASON
-        return record, record["ProcessingJobStatus"]
-
-    for name in names:
-        platform.resources.update(RESOURCE_TYPE, name, mutate=fail)
-    return names
+    return fail_jobs_left_running(platform, RESOURCE_TYPE, "ProcessingJobStatus", fail)
 
 
 def recover_interrupted_jobs(platform: Platform) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import copy
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from openmaker.algorithms import find_algorithm
@@ -50,28 +51,38 @@ def _not_found() -> errors.AwsError:
     return errors.ValidationException("Requested resource not found.")
 
 
-def fail_interrupted_jobs(platform: Platform) -> list[str]:
-    """Mark jobs left ``InProgress``/``Stopping`` by an earlier server ``Failed``; their
-    names."""
+def fail_jobs_left_running(platform: Platform, resource_type: str, status_field: str,
+                           fail: Callable[[dict], None]) -> list[str]:
+    """Apply ``fail`` to every stored job of ``resource_type`` whose ``status_field`` is
+    still ``InProgress``/``Stopping`` (an earlier server was running it); their names."""
     names: list[str] = []
     for status in ("InProgress", "Stopping"):
         token = None
         while True:
             page, token = platform.resources.list(
-                RESOURCE_TYPE, ListQuery(status_equals=status, next_token=token))
+                resource_type, ListQuery(status_equals=status, next_token=token))
             names.extend(resource.name for resource in page)
             if not token:
                 break
 
-    def fail(record: dict) -> tuple[dict, str]:
-        if record["TrainingJobStatus"] in ("InProgress", "Stopping"):
-            finish(record, "Failed", "Failed")
-            record["FailureReason"] = RESTART_REASON
-        return record, record["TrainingJobStatus"]
+    def mutate(record: dict) -> tuple[dict, str]:
+        if record[status_field] in ("InProgress", "Stopping"):
+            fail(record)
+        return record, record[status_field]
 
     for name in names:
-        platform.resources.update(RESOURCE_TYPE, name, mutate=fail)
+        platform.resources.update(resource_type, name, mutate=mutate)
     return names
+
+
+def fail_interrupted_jobs(platform: Platform) -> list[str]:
+    """Mark jobs left ``InProgress``/``Stopping`` by an earlier server ``Failed``; their
+    names."""
+    def fail(record: dict) -> None:
+        finish(record, "Failed", "Failed")
+        record["FailureReason"] = RESTART_REASON
+
+    return fail_jobs_left_running(platform, RESOURCE_TYPE, "TrainingJobStatus", fail)
 
 
 def recover_interrupted_jobs(platform: Platform) -> None:
