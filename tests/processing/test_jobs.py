@@ -430,3 +430,24 @@ def test_jobs_left_running_by_an_earlier_server_are_failed(tmp_path):
         assert "restarted" in job["FailureReason"]
     finally:
         second.stop()
+
+
+MANIFEST = '''
+import os
+found = sorted(os.path.relpath(os.path.join(d, f), "/opt/ml/processing/input/listed")
+               for d, _, files in os.walk("/opt/ml/processing/input/listed") for f in files)
+open("/opt/ml/output/message", "w").write(",".join(found))
+'''
+
+
+def test_a_manifest_input_delivers_the_objects_it_lists(job_server):
+    sagemaker = job_server.client("sagemaker")
+    manifest = put(job_server, "manifests/train.json", json.dumps(
+        [{"prefix": f"s3://{BUCKET}/data/"}, "train/b.csv"]))
+    params = request(job_server, MANIFEST, inputs=[
+        s3_input("listed", manifest, "/opt/ml/processing/input/listed",
+                 S3DataType="ManifestFile")])
+    sagemaker.create_processing_job(**params)
+    job = wait(sagemaker, params["ProcessingJobName"])
+    assert job["ProcessingJobStatus"] == "Completed", job.get("FailureReason")
+    assert job["ExitMessage"] == "train/b.csv"
