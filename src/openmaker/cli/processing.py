@@ -6,14 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from collections.abc import Iterator
 from typing import Any
 
 STATUSES = ("InProgress", "Completed", "Failed", "Stopping", "Stopped")
-TERMINAL = ("Completed", "Failed", "Stopped")
-LOG_GROUP = "/aws/sagemaker/ProcessingJobs"
-POLL_SECONDS = 1.0
 
 
 def add_processing_parser(commands, server_options) -> None:
@@ -79,45 +74,11 @@ def _list(client, args: argparse.Namespace) -> int:
     return 0
 
 
-def log_events(logs_client, job_name: str, seen: set[str],
-               start_time: int | None = None) -> Iterator[dict[str, Any]]:
-    """Events of every ``<job>/`` stream from ``start_time`` (epoch ms) on that are not in
-    ``seen`` (their ids are added); nothing before the job has logged."""
-    arguments: dict[str, Any] = {"logGroupName": LOG_GROUP,
-                                 "logStreamNamePrefix": f"{job_name}/"}
-    if start_time is not None:
-        arguments["startTime"] = start_time
-    while True:
-        try:
-            page = logs_client.filter_log_events(**arguments)
-        except logs_client.exceptions.ResourceNotFoundException:
-            return
-        for event in page.get("events", []):
-            if event["eventId"] not in seen:
-                seen.add(event["eventId"])
-                yield event
-        if not page.get("nextToken"):
-            return
-        arguments["nextToken"] = page["nextToken"]
-
-
 def _logs(session, args: argparse.Namespace) -> int:
-    logs_client = session.client("logs")
-    seen: set[str] = set()
-    latest: int | None = None
-    while True:
-        job = session.sagemaker.describe_processing_job(ProcessingJobName=args.job)
-        several = job["ProcessingResources"]["ClusterConfig"].get("InstanceCount", 1) > 1
-        for event in sorted(log_events(logs_client, args.job, seen, latest),
-                            key=lambda event: (event["timestamp"], event["eventId"])):
-            latest = max(latest or 0, event["timestamp"])
-            host = event["logStreamName"].split("/", 1)[-1].rsplit("-", 1)[0]
-            print(f"[{host}] {event['message']}" if several else event["message"])
-        sys.stdout.flush()
-        status = job["ProcessingJobStatus"]
-        if status in TERMINAL or not args.follow:
-            break
-        time.sleep(POLL_SECONDS)
+    from openmaker.sdk.processing import follow_processing_job
+
+    job = follow_processing_job(session, args.job, follow=args.follow)
+    status = job["ProcessingJobStatus"]
     if args.follow:
         line = f"openmaker: {args.job} ended {status}"
         if job.get("FailureReason"):
