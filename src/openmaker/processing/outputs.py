@@ -58,10 +58,13 @@ def upload_file(store: ObjectStore, uri: S3Uri, relative: str, path: Path) -> No
 
 
 def s3_outputs(record: Mapping[str, Any], mode: str) -> list[dict[str, Any]]:
-    """The job's ``S3Output``s with ``S3UploadMode`` ``mode``."""
+    """The job's ``S3Output``s with ``S3UploadMode`` ``mode`` that openmaker uploads (not
+    those the application manages itself, ``AppManaged``)."""
     outputs = (record.get("ProcessingOutputConfig") or {}).get("Outputs") or []
     return [entry["S3Output"] for entry in outputs
-            if entry.get("S3Output") and entry["S3Output"].get("S3UploadMode") == mode]
+            if entry.get("S3Output") and not entry.get("AppManaged")
+            and entry["S3Output"].get("LocalPath")
+            and entry["S3Output"].get("S3UploadMode") == mode]
 
 
 def upload_outputs(store: ObjectStore, outputs: Sequence[Mapping[str, Any]],
