@@ -20,6 +20,8 @@ class KBinsDiscretizer(FrameTransformer):
     one column per input named as it) or one indicator per bin (``onehot``, columns
     ``<column>_<bin>``)."""
 
+    allows_missing = False
+
     def __init__(self, n_bins: int = 5, strategy: str = "quantile", encode: str = "ordinal",
                  quantile_method: str = "linear", columns: list[str] | None = None) -> None:
         self.n_bins = n_bins

@@ -194,6 +194,7 @@ class IterativeImputer(FrameTransformer):
             estimator=self.estimator, max_iter=self.max_iter, tol=self.tol,
             initial_strategy=self.initial_strategy, sample_posterior=self.sample_posterior,
             random_state=self.random_state).fit(data.to_numpy(dtype=float, copy=True))
+        self.n_iter_ = self.imputer_.n_iter_
 
     def _transform(self, data: pd.DataFrame) -> np.ndarray:
         return self.imputer_.transform(data.to_numpy(dtype=float, copy=True))

@@ -93,6 +93,8 @@ class RobustScaler(_SklearnColumns):
 class Normalizer(_SklearnColumns):
     """Each row of the selected columns scaled to unit ``norm`` (l1, l2 or max)."""
 
+    allows_missing = False
+
     def __init__(self, norm: str = "l2", columns: list[str] | None = None) -> None:
         self.norm = norm
         self.columns = columns
