@@ -220,14 +220,9 @@ class OrthogonalSparseBigrams(CountVectorizer):
                  max_df: int | float = 1.0, max_features: int | None = None,
                  binary: bool = False, columns: list[str] | None = None) -> None:
         self.window = window
-        self.lowercase = lowercase
-        self.token_pattern = token_pattern
-        self.stop_words = stop_words
-        self.min_df = min_df
-        self.max_df = max_df
-        self.max_features = max_features
-        self.binary = binary
-        self.columns = columns
+        super().__init__(lowercase=lowercase, token_pattern=token_pattern,
+                         stop_words=stop_words, min_df=min_df, max_df=max_df,
+                         max_features=max_features, binary=binary, columns=columns)
 
     def _analyzer(self) -> WordAnalyzer:
         if not isinstance(self.window, int) or self.window < 2:
