@@ -40,6 +40,7 @@ from openmaker.processing.transforms._base import (
     STRING,
     SchemaMismatchError,
     fitted_schema,
+    show_value,
 )
 
 POSITIONAL = "openmaker_positional"  # DataFrame.attrs key: columns are by position
@@ -185,7 +186,7 @@ def _present(value: Any) -> bool:
 def _fail(name: str, kind: str, series: pd.Series, bad: np.ndarray) -> Exception:
     position = int(np.argmax(bad))
     return _bad_request(f"column {name!r} holds {kind} values, but record {position + 1} has "
-                        f"{series.iloc[position]!r}")
+                        f"{show_value(series.iloc[position])}")
 
 
 def _as_kind(series: pd.Series, kind: str | None, name: str) -> pd.Series:
