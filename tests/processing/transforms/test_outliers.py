@@ -4,6 +4,8 @@ imbalanced-learn's Pipeline."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -169,3 +171,18 @@ def test_fitted_clipping_is_saved_with_the_model_and_reloaded(frame: pd.DataFram
     pd.testing.assert_frame_equal(loaded.transform(frame), expected)
     with pytest.raises(SchemaMismatchError, match="'name'"):
         loaded.transform(frame.drop(columns=["name"]))
+
+
+@pytest.mark.parametrize("method", [IQROutliers(action="clip"), ZScoreOutliers(action="clip")],
+                         ids=lambda method: type(method).__name__)
+def test_clipping_passes_scikit_learns_check_estimator(method) -> None:
+    from sklearn.exceptions import SkipTestWarning
+    from sklearn.utils.estimator_checks import check_estimator
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=SkipTestWarning)  # array-API checks
+        results = check_estimator(method, on_fail=None)
+    failed = [(r["check_name"], str(r["exception"])[:200]) for r in results
+              if r["status"] == "failed"]
+    assert failed == []
+    assert len(results) >= 40

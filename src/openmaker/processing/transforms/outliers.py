@@ -69,6 +69,17 @@ class _OutlierMethod(FittedSchemaMixin, TransformerMixin, BaseEstimator):
     ``_fit(data)`` and ``_mask(data)`` on the checked columns."""
 
     allowed_actions: tuple[str, ...] = ACTIONS
+    allows_missing = True
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        # as for the column transforms: unchecked columns (strings) pass through, sparse
+        # input is densified, and the output is a DataFrame
+        tags.input_tags.string = True
+        tags.input_tags.allow_nan = self.allows_missing
+        tags.input_tags.sparse = True
+        tags.transformer_tags.preserves_dtype = []
+        return tags
 
     def fit(self, X: Any, y: Any = None) -> _OutlierMethod:
         """Learn what an outlier is from X's checked columns (y is ignored)."""
@@ -78,6 +89,10 @@ class _OutlierMethod(FittedSchemaMixin, TransformerMixin, BaseEstimator):
                              f"{', '.join(map(repr, self.allowed_actions))}")
         frame = as_frame(X, transform=name)
         require_rows(frame, name, "fit")
+        if frame.shape[1] == 0:
+            # scikit-learn's wording, which its conformance checks expect
+            raise ValueError(f"{name}.fit: the input has no columns: 0 feature(s) (shape="
+                             f"({len(frame)}, 0)) while a minimum of 1 is required.")
         self._record_schema(frame)
         self.columns_ = select_columns(name, frame, self.columns, (NUMERIC,))
         self._fit(frame[self.columns_].astype(float))
@@ -223,6 +238,7 @@ class LocalOutlierFactorOutliers(_OutlierMethod):
     columns together; flags or removes whole rows."""
 
     allowed_actions = ("flag", "remove")
+    allows_missing = False
 
     def __init__(self, columns: Any = None, *, n_neighbors: int = 20,
                  contamination: float | str = "auto", metric: str = "minkowski",
