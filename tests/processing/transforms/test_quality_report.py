@@ -91,6 +91,19 @@ def test_iqr_outliers_per_numeric_column(frame: pd.DataFrame) -> None:
     assert "outliers" not in report["columns"]["city"]
 
 
+def test_infinite_and_empty_numeric_columns_are_reported_not_fatal(tmp_path: Path) -> None:
+    data = pd.DataFrame({"spiky": [1.0, np.inf, 2.0, 3.0], "blank": [np.nan] * 4,
+                         "fine": [1.0, 2.0, 3.0, 4.0]})
+    report = data_quality_report(data, output_dir=tmp_path)
+    assert report["columns"]["spiky"]["infinite_count"] == 1
+    assert report["columns"]["spiky"]["summary"]["mean"] is None  # inf has no JSON form
+    assert report["columns"]["blank"]["summary"] == {"count": 0}
+    assert report["columns"]["blank"]["missing_fraction"] == 1.0
+    assert report["correlations"]["pearson"][2][2] == 1.0
+    page = (tmp_path / "report.html").read_text()
+    assert "histogram of spiky" in page and "box plot of fine" in page
+
+
 def test_class_balance_of_the_target(frame: pd.DataFrame) -> None:
     target = data_quality_report(frame, target="label")["target"]
     assert target["classes"] == [{"class": "yes", "count": 7, "fraction": 0.7},

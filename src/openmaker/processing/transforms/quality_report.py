@@ -174,8 +174,11 @@ def _column_entry(series: pd.Series, iqr_factor: float, top_values: int) -> dict
     }
     if kind == NUMERIC:
         values = present.astype(float)
-        entry["summary"] = _numeric_summary(values)
-        entry["outliers"] = _iqr_outliers(values, iqr_factor, rows)
+        entry["infinite_count"] = int(np.isinf(values.to_numpy()).sum())
+        # infinities make numpy's interpolation warn; the statistics then are +-inf or NaN
+        with np.errstate(all="ignore"):
+            entry["summary"] = _numeric_summary(values)
+            entry["outliers"] = _iqr_outliers(values, iqr_factor, rows)
     elif kind == DATETIME:
         entry["summary"] = _datetime_summary(present)
     else:
@@ -269,9 +272,10 @@ def _class_balance(series: pd.Series, kind: str, max_classes: int) -> dict[str, 
 
 def _correlations(frame: pd.DataFrame, numeric: list[str]) -> dict[str, Any]:
     data = frame[numeric].astype(float)
-    return {"columns": numeric,
-            "pearson": data.corr(method="pearson").to_numpy().tolist(),
-            "spearman": data.corr(method="spearman").to_numpy().tolist()}
+    with np.errstate(all="ignore"):  # constant and infinite columns have no correlation
+        return {"columns": numeric,
+                "pearson": data.corr(method="pearson").to_numpy().tolist(),
+                "spearman": data.corr(method="spearman").to_numpy().tolist()}
 
 
 def _plain(value: Any) -> Any:
@@ -389,15 +393,19 @@ def _column_section(name: str, entry: dict[str, Any], series: pd.Series,
                      f"{outliers['count']} outliers ({outliers['below']} below, "
                      f"{outliers['above']} above).</p>")
         values = series.dropna().astype(float).to_numpy()
+        values = values[np.isfinite(values)]
+        charts = [_svg.histogram(values, histogram_bins, f"histogram of {name}")]
+        quartiles = (summary["25%"], summary["50%"], summary["75%"])
         low, high = outliers["lower_fence"], outliers["upper_fence"]
-        inside = values[(values >= low) & (values <= high)]
-        whiskers = (float(inside.min()), float(inside.max())) if inside.size else (low, high)
-        outside = np.sort(values[(values < low) | (values > high)])
-        parts.append("<div class=\"charts\">"
-                     + _svg.histogram(values, histogram_bins, f"histogram of {name}")
-                     + _svg.box_plot((summary["25%"], summary["50%"], summary["75%"]),
-                                     whiskers, outside.tolist(), f"box plot of {name}")
-                     + "</div>")
+        # infinite values leave the quartiles or fences undefined (None): no box to draw
+        if None not in quartiles and None not in (low, high) and values.size:
+            inside = values[(values >= low) & (values <= high)]
+            whiskers = ((float(inside.min()), float(inside.max())) if inside.size
+                        else (low, high))
+            outside = np.sort(values[(values < low) | (values > high)])
+            charts.append(_svg.box_plot(quartiles, whiskers, outside.tolist(),
+                                        f"box plot of {name}"))
+        parts.append("<div class=\"charts\">" + "".join(charts) + "</div>")
     elif "top_values" in summary and summary["top_values"]:
         top = summary["top_values"]
         parts.append(_svg.bar_chart([str(item["value"]) for item in top],
