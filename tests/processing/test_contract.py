@@ -114,8 +114,12 @@ with open("/opt/ml/processing/input/data/rows.csv") as f:
 pathlib.Path(out, "path.txt").write_text("via pathlib")
 shutil.copy("/opt/ml/processing/input/data/rows.csv", out + "/copy.csv")
 os.rename(out + "/copy.csv", out + "/deep/moved.csv")
-pd.read_csv("/opt/ml/processing/input/data/rows.csv", header=None).to_csv(
-    out + "/deep/er/frame.csv", index=False, header=False)
+frame = pd.read_csv("/opt/ml/processing/input/data/rows.csv", header=None)
+frame.to_csv(out + "/deep/er/frame.csv", index=False, header=False)
+frame.columns = ["a", "b"]
+frame.to_parquet(out + "/frame.parquet")
+parquet_rows = len(pd.read_parquet(out + "/frame.parquet"))
+import socket
 os.chdir("/opt/ml/processing/input")
 report = {
     "rows": rows,
@@ -127,6 +131,8 @@ report = {
     "cwd_listing": os.listdir("."),
     "size": os.path.getsize("/opt/ml/processing/output/path.txt"),
     "outside": os.path.exists("/opt/mlx"),
+    "parquet_rows": parquet_rows,
+    "peer": socket.gethostbyname("algo-2"),
 }
 os.remove(out + "/path.txt")
 print(json.dumps(report))
@@ -138,7 +144,8 @@ def test_python_file_functions_see_container_paths_in_the_tree(layout, tmp_path)
     data.mkdir(parents=True)
     (data / "rows.csv").write_text("1,2\n3,4\n")
     env = {"PYTHONPATH": str(PATHMAP_DIR), "OPENMAKER_OPT_ML_ROOT": str(layout.root),
-           "PATH": os.environ["PATH"]}
+           "PATH": os.environ["PATH"],
+           "OPENMAKER_HOST_ADDRESSES": json.dumps({"algo-2": "127.0.0.1"})}
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(MAPPED)], env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -146,10 +153,12 @@ def test_python_file_functions_see_container_paths_in_the_tree(layout, tmp_path)
     out = layout.container_path("/opt/ml/processing/output")
     assert report["rows"] == ["1,2", "3,4"]
     assert report["exists"] and report["isdir"] and not report["outside"]
-    assert report["listdir"] == ["deep", "path.txt"]
+    assert report["listdir"] == ["deep", "frame.parquet", "path.txt"]
+    assert report["parquet_rows"] == 2
+    assert report["peer"] == "127.0.0.1"  # the training area's host names resolve too
     assert report["glob"] == ["/opt/ml/processing/output/deep/er/frame.csv",
                               "/opt/ml/processing/output/deep/moved.csv"]
-    assert report["walk"] == ["frame.csv", "moved.csv", "path.txt"]
+    assert report["walk"] == ["frame.csv", "frame.parquet", "moved.csv", "path.txt"]
     assert report["cwd_listing"] == ["data"]
     assert report["size"] == len("via pathlib")
     assert not (out / "path.txt").exists()

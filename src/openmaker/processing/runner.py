@@ -56,7 +56,6 @@ from openmaker.processing.inputs import deliver_input
 from openmaker.processing.outputs import ContinuousUpload, s3_outputs, upload_outputs
 from openmaker.training.requirements import create_job_environment
 from openmaker.training.runner import (
-    HOSTNAMES_DIR,
     LOOPBACK,
     MAX_FAILURE_REASON,
     exit_failure_reason,
@@ -259,7 +258,6 @@ class ProcessingJobRunner:
             "PYTHONUNBUFFERED": "1",
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
             "OPENMAKER_OPT_ML_ROOT": str(layout.root),
-            "OPENMAKER_CHAINED_SITECUSTOMIZE": str(HOSTNAMES_DIR / "sitecustomize.py"),
             "OPENMAKER_HOST_ADDRESSES": json.dumps({host: LOOPBACK for host in hosts}),
             # Scripts reach this server for S3, Logs and SageMaker through boto3.
             "AWS_ENDPOINT_URL": self.server_url,

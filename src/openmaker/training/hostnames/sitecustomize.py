@@ -79,6 +79,14 @@ def _install(addresses):
         "xgboost.tracker": patch_xgboost_tracker,
     }
 
+    patch_on_import(patches, "map host names")
+
+
+def patch_on_import(patches, what):
+    """Run ``patches[name](module)`` right after module ``name`` is first executed (a
+    failing patch prints ``could not <what> in <name>`` and the job goes on). The
+    processing area's path mapping uses this too."""
+
     class Finder(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path, target=None):
             patch = patches.get(name)
@@ -95,8 +103,7 @@ def _install(addresses):
                 try:
                     patch(module)
                 except Exception as exc:  # a changed library must not break the job
-                    print(f"openmaker: could not map host names in {name}: {exc}",
-                          file=sys.stderr)
+                    print(f"openmaker: could not {what} in {name}: {exc}", file=sys.stderr)
 
             loader.exec_module = exec_and_patch
             return spec
