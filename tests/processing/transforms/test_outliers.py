@@ -146,6 +146,12 @@ def test_bad_parameters_and_empty_input_are_refused(frame: pd.DataFrame) -> None
         IQROutliers().fit(frame.iloc[:0])
     with pytest.raises(ValueError, match="kind it cannot handle"):
         IQROutliers(columns=["name"]).fit(frame)
+    with pytest.raises(ValueError, match=r"columns \['a'\] hold infinite values"):
+        ZScoreOutliers().fit(frame.assign(a=[np.inf] + [1.0] * 9))
+    # an infinity in new data is simply beyond the fitted fence
+    clipper = IQROutliers(action="clip").fit(frame)
+    clipped = clipper.transform(frame.assign(a=[np.inf] + [1.0] * 9))
+    assert clipped["a"].iloc[0] == clipper.upper_["a"]
 
 
 def test_sampler_removes_outlier_rows_at_fit_time_only() -> None:

@@ -95,7 +95,13 @@ class _OutlierMethod(FittedSchemaMixin, TransformerMixin, BaseEstimator):
                              f"({len(frame)}, 0)) while a minimum of 1 is required.")
         self._record_schema(frame)
         self.columns_ = select_columns(name, frame, self.columns, (NUMERIC,))
-        self._fit(frame[self.columns_].astype(float))
+        data = frame[self.columns_].astype(float)
+        infinite = [column for column in self.columns_ if np.isinf(data[column]).any()]
+        if infinite:
+            # an infinity makes the quartiles, mean and std infinite or undefined
+            raise ValueError(f"{name}.fit: columns {infinite} hold infinite values; replace "
+                             "them (with NaN, or a finite cap) before fitting")
+        self._fit(data)
         self.feature_names_out_ = np.asarray(self._output_names(), dtype=object)
         return self
 
