@@ -886,6 +886,24 @@ def _short(value: float) -> float:
     return float(str(np.float32(value)))
 
 
+def _csv_scores(predictions: np.ndarray) -> bytes:
+    """One score per line, exactly as the per-record path writes them (``str`` of
+    :func:`_short`), formatted by pyarrow's vectorised float-to-string cast: 1M scores in
+    about 0.15 s against 2 s one by one (batch transform sends whole files). The cast
+    writes some values differently from Python's ``repr`` -- integers without ``.0``,
+    exponents below 1e-4 and from 1e15 on -- so those go through :func:`_short`."""
+    import pyarrow as pa
+
+    scores = np.ascontiguousarray(predictions, dtype=np.float32)
+    texts = pa.array(scores).cast(pa.string()).to_pylist()
+    magnitude = np.abs(scores)
+    with np.errstate(invalid="ignore"):
+        different = ~((magnitude >= 1e-4) & (magnitude < 1e15)) | (scores == np.trunc(scores))
+    for index in np.flatnonzero(different & np.isfinite(scores)):
+        texts[index] = str(_short(scores[index]))
+    return ("\n".join(texts) + "\n").encode()
+
+
 class XGBoostPredictor(Predictor):
     """Serves an ``xgboost-model``: CSV, LibSVM, RecordIO-protobuf, JSON and JSON Lines in;
     CSV, JSON, JSON Lines and RecordIO-protobuf out, as SageMaker's container answers."""
@@ -1005,6 +1023,8 @@ class XGBoostPredictor(Predictor):
             predictions, margins = self._predict(features)
         except xgboost.core.XGBoostError as error:
             raise InferenceError(f"prediction failed: {_first_line(str(error))}") from None
+        if accept_type == "text/csv" and not self.output_keys and predictions.ndim == 1:
+            return _csv_scores(predictions), accept_type
         records = (self._selected(predictions, margins) if self.output_keys
                    else [{"score": self._score(row)} for row in predictions])
         return self._encode(records, predictions, accept_type), accept_type
@@ -1115,6 +1135,20 @@ class XGBoostPredictor(Predictor):
         return ("\n".join(lines) + "\n").encode()
 
 
+def _import_xgboost_for_serving() -> None:
+    """Import xgboost without scikit-learn: xgboost imports it when it is installed (about
+    0.7 s, most of a model server's start) only for its scikit-learn wrappers, which the
+    predictor never uses. A model server or transform job starts that much sooner."""
+    if "xgboost" in sys.modules or "sklearn" in sys.modules:
+        return
+    sys.modules["sklearn"] = None  # type: ignore[assignment] - makes "import sklearn" fail
+    try:
+        import xgboost  # noqa: F401
+    finally:
+        if sys.modules.get("sklearn", False) is None:
+            del sys.modules["sklearn"]
+
+
 def load_booster(model_dir: str | os.PathLike) -> Any:
     """The booster in ``model_dir`` (``xgboost-model``, else its only file)."""
     import xgboost
@@ -1161,4 +1195,5 @@ class XGBoost(Algorithm):
         train(env)
 
     def load(self, model_dir: str | os.PathLike) -> XGBoostPredictor:
+        _import_xgboost_for_serving()
         return XGBoostPredictor(load_booster(model_dir))

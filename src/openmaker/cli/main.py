@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from openmaker.cli.processing import add_processing_parser, processing_action
+from openmaker.cli.transform import add_transform_parser, transform_action
 from openmaker.cli.tuning import add_tuning_parser, tuning_action
 
 EPILOG = """examples:
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_tuning_parser(commands, _server_options)
     add_processing_parser(commands, _server_options)
+    add_transform_parser(commands, _server_options)
 
     endpoints = commands.add_parser("endpoints", help="list, describe and delete endpoints",
                                     description="Endpoints on the server.")
@@ -158,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"server": run_server, "storage": run_storage, "training": run_training,
                 "tuning": run_tuning, "processing": run_processing,
+                "transform": lambda a: _with_session(a, transform_action),
                 "endpoints": run_endpoints, "invoke": run_invoke,
                 "status": run_status}[
             args.command](args)

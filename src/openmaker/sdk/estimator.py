@@ -465,6 +465,26 @@ class Estimator:
                             data_capture_config=data_capture_config,
                             tags=tags if tags is not None else self.tags)
 
+    def transformer(self, instance_count: int, instance_type: str,
+                    strategy: str | None = None, assemble_with: str | None = None,
+                    output_path: str | None = None, accept: str | None = None,
+                    env: Mapping[str, str] | None = None,
+                    max_concurrent_transforms: int | None = None,
+                    max_payload: int | None = None,
+                    tags: list[dict[str, str]] | Mapping[str, str] | None = None,
+                    model_name: str | None = None, image_uri: str | None = None,
+                    entry_point: str | None = None, source_dir: str | None = None):
+        """An ``openmaker.Transformer`` of the latest job's model (created, named after
+        the job unless ``model_name``), as ``sagemaker.estimator.Estimator.transformer``."""
+        model = self.create_model(entry_point=entry_point, source_dir=source_dir,
+                                  image_uri=image_uri, name=model_name or self._job_name())
+        return model.transformer(instance_count, instance_type, strategy=strategy,
+                                 assemble_with=assemble_with, output_path=output_path,
+                                 accept=accept, env=env,
+                                 max_concurrent_transforms=max_concurrent_transforms,
+                                 max_payload=max_payload,
+                                 tags=tags if tags is not None else self.tags)
+
     @property
     def training_job_analytics(self):
         """The latest job's metrics (``openmaker.TrainingJobAnalytics``)."""

@@ -210,6 +210,33 @@ class Model:
             predictor.deserializer = deserializer
         return predictor
 
+    def transformer(
+        self,
+        instance_count: int,
+        instance_type: str,
+        strategy: str | None = None,
+        assemble_with: str | None = None,
+        output_path: str | None = None,
+        output_kms_key: str | None = None,
+        accept: str | None = None,
+        env: Mapping[str, str] | None = None,
+        max_concurrent_transforms: int | None = None,
+        max_payload: int | None = None,
+        tags: list[dict[str, str]] | Mapping[str, str] | None = None,
+        volume_kms_key: str | None = None,
+    ):
+        """Create the model (once) and return an ``openmaker.Transformer`` for batch
+        transform jobs of it, as ``sagemaker.model.Model.transformer``."""
+        from openmaker.sdk.transformer import Transformer
+
+        model_name = self.create(tags)
+        return Transformer(model_name, instance_count, instance_type, strategy=strategy,
+                           assemble_with=assemble_with, output_path=output_path,
+                           output_kms_key=output_kms_key, accept=accept,
+                           max_concurrent_transforms=max_concurrent_transforms,
+                           max_payload=max_payload, tags=tags, env=env,
+                           session=self.session, volume_kms_key=volume_kms_key)
+
     def delete_model(self) -> None:
         """``DeleteModel`` of this model."""
         if not self.name:

@@ -319,6 +319,7 @@ class TransformJobRunner:
                 self.platform, model, self.directory / f"host-{index}", owner=self.name,
                 instance_id=instance_id, log_group=LOG_GROUP,
                 environment=batch_environment(job))
+            log.info("transform job %s: instance %d (%s) up", self.name, index, instance_id)
             with self._lock:
                 self._instances.append(instance)
             if self._stop.is_set():
@@ -332,10 +333,13 @@ class TransformJobRunner:
                 for item in share:
                     if self._stop.is_set():
                         return
+                    started = time.perf_counter()
                     try:
                         self._transform_object(job, item, client, pool, settings)
                     except ObjectFailed as error:
                         failures.append(str(error))
+                    log.info("transform job %s: %s took %.3f s", self.name, item.uri,
+                             time.perf_counter() - started)
                     instance.flush_logs()
         except Exception as error:  # noqa: BLE001 - the instance's failure fails the job
             log.exception("transform job %s: instance %d failed", self.name, index)

@@ -215,21 +215,30 @@ def _joined(batch: list[bytes], first: int, line: bool, keep_records: bool) -> P
 def line_batches(chunks: Iterable[bytes], limit: int) -> Iterator[Payload]:
     """``Line`` + ``MultiRecord`` without data processing: requests cut from the stream at
     the last newline that fits in ``limit`` bytes, without splitting it into lines first
-    (``count`` is the number of newlines in the request, blank lines included)."""
-    buffer = bytearray()
+    (``count`` is the number of newlines in the request, blank lines included). Chunks are
+    joined once per request: batch transform reads whole files through here."""
+    pending: list[bytes] = []
+    size = 0
     line = 1
     for chunk in chunks:
-        buffer += chunk
-        while limit and len(buffer) > limit:
-            cut = buffer.rfind(b"\n", 0, limit)
+        pending.append(chunk)
+        size += len(chunk)
+        if not limit or size <= limit:
+            continue
+        data = b"".join(pending)
+        start = 0
+        while len(data) - start > limit:
+            cut = data.rfind(b"\n", start, start + limit)
             if cut < 0:
                 raise RecordError(f"line {line} is more than MaxPayloadInMB allows ({limit} "
                                   "bytes); raise MaxPayloadInMB or split the record")
-            body = bytes(buffer[:cut + 1])
-            del buffer[:cut + 1]
+            body = data[start:cut + 1]
             count = body.count(b"\n")
             yield Payload(body, line, count)
             line += count
-    if buffer.strip():
-        body = bytes(buffer)
+            start = cut + 1
+        pending = [data[start:]]
+        size = len(pending[0])
+    body = b"".join(pending)
+    if body.strip():
         yield Payload(body, line, body.count(b"\n") + (0 if body.endswith(b"\n") else 1))

@@ -1,0 +1,106 @@
+"""``openmaker transform``: batch transform jobs on the server. Only argparse and the
+standard library are imported here; boto3 comes in with the session."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from openmaker.cli.tuning import read_request
+
+TRANSFORM_STATUSES = ("InProgress", "Completed", "Failed", "Stopping", "Stopped")
+
+
+def add_transform_parser(commands, server_options) -> None:
+    """The ``transform`` command and its actions; ``server_options(parser)`` adds
+    --url/--home."""
+    transform = commands.add_parser(
+        "transform", help="create, list, describe and stop batch transform jobs",
+        description="Batch transform jobs on the server.")
+    server_options(transform)
+    actions = transform.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    create = actions.add_parser(
+        "create", help="CreateTransformJob from a JSON request",
+        description="Send CreateTransformJob with the request in --cli-input-json (the aws "
+                    "CLI's form: the parameters of create-transform-job as one JSON object).")
+    create.add_argument("--cli-input-json", required=True, metavar="JSON",
+                        help="the request: file://PATH, a path, - for stdin, or the JSON "
+                             "text itself")
+    create.add_argument("--name", help="the TransformJobName (overrides the request's)")
+    create.add_argument("--wait", action="store_true",
+                        help="block until the job ends; exit 1 unless it Completed")
+
+    listing = actions.add_parser("list", help="every transform job: name, status, created")
+    listing.add_argument("--status", choices=TRANSFORM_STATUSES, help="only jobs in this status")
+    listing.add_argument("--name-contains", help="only jobs whose name contains this")
+    listing.add_argument("--page-size", type=int,
+                         help="jobs per ListTransformJobs request (default: the server's)")
+
+    describe = actions.add_parser("describe", help="DescribeTransformJob as JSON")
+    describe.add_argument("job")
+
+    stop = actions.add_parser("stop", help="stop a running transform job")
+    stop.add_argument("job")
+
+
+def transform_action(session, args: argparse.Namespace) -> int:
+    client = session.sagemaker
+    if args.action == "create":
+        return _create(session, args)
+    if args.action == "list":
+        return _list(client, args)
+    if args.action == "describe":
+        job = client.describe_transform_job(TransformJobName=args.job)
+        job.pop("ResponseMetadata", None)
+        print(json.dumps(job, indent=2, default=str))
+        return 0
+    client.stop_transform_job(TransformJobName=args.job)
+    print(f"stopping: {args.job}")
+    return 0
+
+
+def _create(session, args: argparse.Namespace) -> int:
+    import io
+
+    from openmaker.sdk.transformer import TransformJobFailedError, wait_for_transform_job
+
+    request = read_request(args.cli_input_json)
+    if args.name:
+        request["TransformJobName"] = args.name
+    name = request.get("TransformJobName")
+    if not name:
+        raise ValueError("the request names no TransformJobName (add --name)")
+    response = session.sagemaker.create_transform_job(**request)
+    print(f"created: {name} ({response['TransformJobArn']})")
+    if not args.wait:
+        return 0
+    sys.stdout.flush()
+    try:
+        job = wait_for_transform_job(session, name, out=io.StringIO())
+    except TransformJobFailedError as error:
+        print(f"openmaker: {name} ended Failed: {error.failure_reason}", file=sys.stderr)
+        return 1
+    status = job["TransformJobStatus"]
+    print(f"openmaker: {name} ended {status}; output in "
+          f"{job['TransformOutput']['S3OutputPath']}", file=sys.stderr)
+    return 0 if status == "Completed" else 1
+
+
+def _list(client, args: argparse.Namespace) -> int:
+    from openmaker.cli.main import _print_listing
+
+    arguments: dict = {}
+    if args.status:
+        arguments["StatusEquals"] = args.status
+    if args.name_contains:
+        arguments["NameContains"] = args.name_contains
+    if args.page_size:
+        arguments["PaginationConfig"] = {"PageSize": args.page_size}
+    rows = [(job["TransformJobName"], job["TransformJobStatus"],
+             job["CreationTime"].strftime("%Y-%m-%d %H:%M:%S"))
+            for page in client.get_paginator("list_transform_jobs").paginate(**arguments)
+            for job in page["TransformJobSummaries"]]
+    _print_listing(rows)
+    return 0
