@@ -33,7 +33,6 @@ from typing import Any
 from openmaker.compute import (
     DEFAULT_STOP_GRACE_SECONDS,
     ComputeError,
-    JobHandle,
     ProcessSpec,
     open_compute_backend,
 )
@@ -58,6 +57,7 @@ from openmaker.training.requirements import create_job_environment
 from openmaker.training.runner import (
     LOOPBACK,
     MAX_FAILURE_REASON,
+    BackgroundJobRunner,
     exit_failure_reason,
 )
 
@@ -104,58 +104,28 @@ def job_python_environment(env_dir: Path) -> Path:
     return bin_dir
 
 
-class ProcessingJobRunner:
+class ProcessingJobRunner(BackgroundJobRunner):
     """Runs one processing job in a background thread of the server process."""
+
+    resource_type = RESOURCE_TYPE
+    status_field = "ProcessingJobStatus"
+    thread_prefix = "openmaker-process"
 
     def __init__(self, platform: Platform, job_name: str, *, server_url: str,
                  credentials: tuple[str, str], region: str,
                  on_done: Callable[[str], None] | None = None) -> None:
-        self.platform = platform
-        self.job_name = job_name
+        super().__init__(platform, job_name)
         self.server_url = server_url
         self.credentials = credentials
         self.region = region
         self.on_done = on_done
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"openmaker-process-{job_name}",
-                                        daemon=True)
-        self._handle: JobHandle | None = None
         self._lock = threading.Lock()
         self._pending: dict[str, list[str]] = collections.defaultdict(list)
         self._tails: dict[str, collections.deque[str]] = collections.defaultdict(
             lambda: collections.deque(maxlen=TAIL_LINES))
         self._streams: dict[str, str] = {}
-        self._abandoned = False  # the server is exiting: leave the record to the next one
-
-    # -- control ------------------------------------------------------------------------
-    def start(self) -> ProcessingJobRunner:
-        self._thread.start()
-        return self
-
-    def request_stop(self) -> None:
-        """Ask the job to stop (SIGTERM, then SIGKILL after the grace period)."""
-        self._stop.set()
-
-    def terminate(self, grace_seconds: float) -> None:
-        """Stop the processes now, leaving the record as it is (the server is exiting)."""
-        self._abandoned = True
-        handle = self._handle
-        if handle is not None and handle.running:
-            handle.stop(grace_seconds)
-
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
 
     # -- record -------------------------------------------------------------------------
-    def _update(self, change: Callable[[Record], None]) -> Record:
-        def mutate(record: Record) -> tuple[Record, str]:
-            if not self._abandoned:
-                change(record)
-            return record, record["ProcessingJobStatus"]
-
-        return self.platform.resources.update(RESOURCE_TYPE, self.job_name,
-                                              mutate=mutate).record
-
     def _end(self, status: str, *, failure: str | None = None,
              message: str | None = None) -> None:
         def change(record: Record) -> None:

@@ -17,7 +17,6 @@ jobs ``Failed``, on the first processing operation a server serves.
 
 from __future__ import annotations
 
-import atexit
 import copy
 import threading
 from collections.abc import Mapping
@@ -32,13 +31,14 @@ from openmaker.processing.images import processing_image
 from openmaker.processing.inputs import check_input_objects, check_pipe_path
 from openmaker.processing.runner import RESOURCE_TYPE, ProcessingJobRunner, finish, now
 from openmaker.storage.uri import S3Uri
+from openmaker.training.runner import RunningJobs
 from openmaker.training.service import fail_jobs_left_running
 
 DEFAULT_MAX_RUNTIME = 86400
 RESTART_REASON = "InternalServerError: the openmaker server restarted while the job was running"
 
-_runners: dict[str, ProcessingJobRunner] = {}
-_runners_lock = threading.Lock()
+_runners = RunningJobs()
+_recovery_lock = threading.Lock()
 _recovered: set[int] = set()
 
 
@@ -58,7 +58,7 @@ def fail_interrupted_jobs(platform: Platform) -> list[str]:
 
 def recover_interrupted_jobs(platform: Platform) -> None:
     """Run :func:`fail_interrupted_jobs` once per server process, before it starts a job."""
-    with _runners_lock:
+    with _recovery_lock:
         if id(platform) in _recovered:
             return
         fail_interrupted_jobs(platform)
@@ -219,26 +219,10 @@ def create_processing_job(ctx: RequestContext, params: dict) -> dict:
                  conflict_error=errors.ResourceInUse(_in_use_message(arn)))
     runner = ProcessingJobRunner(ctx.platform, name, server_url=ctx.settings.url,
                                  credentials=_credentials(ctx), region=ctx.region,
-                                 on_done=_forget)
-    with _runners_lock:
-        _runners[name.lower()] = runner
+                                 on_done=_runners.forget)
+    _runners.add(name, runner)
     runner.start()
     return {"ProcessingJobArn": arn}
-
-
-def _forget(name: str) -> None:
-    with _runners_lock:
-        _runners.pop(name.lower(), None)
-
-
-@atexit.register
-def _stop_running_jobs() -> None:
-    # When the server exits its jobs' processes go too; the jobs stay InProgress in the
-    # store and the next server marks them Failed.
-    with _runners_lock:
-        runners = list(_runners.values())
-    for runner in runners:
-        runner.terminate(grace_seconds=2)
 
 
 def describe_processing_job(ctx: RequestContext, params: dict) -> dict:
@@ -271,8 +255,7 @@ def stop_processing_job(ctx: RequestContext, params: dict) -> dict:
         ctx.platform.resources.update(RESOURCE_TYPE, name, mutate=stopping)
     except ResourceNotFoundError:
         raise _not_found() from None
-    with _runners_lock:
-        runner = _runners.get(name.lower())
+    runner = _runners.get(name)
     if runner is not None:
         runner.request_stop()
     return {}

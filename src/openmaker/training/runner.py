@@ -11,6 +11,7 @@ The record changes only through ``ResourceStore.update(mutate=...)``, so the run
 
 from __future__ import annotations
 
+import atexit
 import collections
 import json
 import logging
@@ -154,6 +155,42 @@ class StopRequested(Exception):
     """StopTrainingJob arrived before the processes started."""
 
 
+class JobRunner(Protocol):
+    def terminate(self, grace_seconds: float) -> None: ...
+
+
+class RunningJobs:
+    """The runners of the jobs this server process runs, by job name (case-insensitively:
+    job names are unique regardless of case). When the process exits, their processes go
+    too; the jobs stay ``InProgress`` in the store and the next server marks them
+    ``Failed``."""
+
+    def __init__(self, exit_grace_seconds: float = 2.0) -> None:
+        self._runners: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        atexit.register(self.terminate_all, exit_grace_seconds)
+
+    def add(self, name: str, runner: JobRunner) -> None:
+        with self._lock:
+            self._runners[name.lower()] = runner
+
+    def get(self, name: str) -> Any:
+        """The runner of job ``name``, or None when this process does not run it."""
+        with self._lock:
+            return self._runners.get(name.lower())
+
+    def forget(self, name: str) -> None:
+        """Drop job ``name`` (a runner's ``on_done``)."""
+        with self._lock:
+            self._runners.pop(name.lower(), None)
+
+    def terminate_all(self, grace_seconds: float) -> None:
+        with self._lock:
+            runners = list(self._runners.values())
+        for runner in runners:
+            runner.terminate(grace_seconds=grace_seconds)
+
+
 def free_port(host: str = LOOPBACK) -> int:
     """A TCP port nothing listens on now, for a job's coordinator (``MASTER_PORT``)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -181,54 +218,34 @@ def _file_chunks(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
-class TrainingJobRunner:
-    """Runs one training job in a background thread of the server process."""
+class BackgroundJobRunner:
+    """What a job runner shares with the others: a background thread of the server
+    process, stop requests, leaving the record alone once the server exits, and record
+    changes made only through ``ResourceStore.update(mutate=...)``."""
 
-    def __init__(self, platform: Platform, job_name: str, *, server_url: str,
-                 credentials: tuple[str, str], region: str,
-                 on_done: Callable[[str], None] | None = None,
-                 listener: TrainingJobListener | None = None) -> None:
+    resource_type: str
+    status_field: str  # the record's status member, e.g. ``TrainingJobStatus``
+    thread_prefix = "openmaker-job"
+
+    def __init__(self, platform: Platform, job_name: str) -> None:
         self.platform = platform
         self.job_name = job_name
-        self.server_url = server_url
-        self.credentials = credentials
-        self.region = region
-        self.on_done = on_done
-        self.listener = listener
         self._stop = threading.Event()
-        self._interrupted = threading.Event()
-        self._ran_seconds = 0.0  # instance running time over every run (billable time)
-        self._max_runtime: float | None = None
-        self._max_wait: float | None = None
-        self._created = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name=f"openmaker-train-{job_name}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run,
+                                        name=f"{self.thread_prefix}-{job_name}", daemon=True)
         self._handle: JobHandle | None = None
-        self._pending: dict[str, list[str]] = collections.defaultdict(list)
-        self._tails: dict[str, collections.deque[str]] = collections.defaultdict(
-            lambda: collections.deque(maxlen=TAIL_LINES))
-        self._lock = threading.Lock()
-        self._streams: dict[str, str] = {}
         self._abandoned = False  # the server is exiting: leave the record to the next one
-        self._metrics: MetricParser | None = None  # set before the processes start
-        self._points: list[MetricPoint] = []  # parsed, not yet written
-        self._latest: dict[str, MetricPoint] = {}  # per metric name, the last point written
-        self._metrics_changed = False  # _latest is newer than FinalMetricDataList
-        self._metrics_published = 0.0  # time.monotonic() of the last record update
 
-    # -- control ------------------------------------------------------------------------
-    def start(self) -> TrainingJobRunner:
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> BackgroundJobRunner:
         self._thread.start()
         return self
 
     def request_stop(self) -> None:
         """Ask the job to stop (SIGTERM, then SIGKILL after the grace period)."""
         self._stop.set()
-
-    def interrupt(self) -> None:
-        """Reclaim a spot job's instances, as when EC2 takes spot capacity back: the
-        processes get SIGTERM, what they checkpointed is synced, and the job runs again."""
-        self._interrupted.set()
 
     def terminate(self, grace_seconds: float) -> None:
         """Stop the processes now, leaving the record as it is (the server is exiting)."""
@@ -240,16 +257,56 @@ class TrainingJobRunner:
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
-    # -- record -------------------------------------------------------------------------
     def _update(self, change: Callable[[Record], None]) -> Record:
         def mutate(record: Record) -> tuple[Record, str]:
             if not self._abandoned:
                 change(record)
-            return record, record["TrainingJobStatus"]
+            return record, record[self.status_field]
 
-        return self.platform.resources.update(RESOURCE_TYPE, self.job_name,
+        return self.platform.resources.update(self.resource_type, self.job_name,
                                               mutate=mutate).record
 
+
+class TrainingJobRunner(BackgroundJobRunner):
+    """Runs one training job in a background thread of the server process."""
+
+    resource_type = RESOURCE_TYPE
+    status_field = "TrainingJobStatus"
+    thread_prefix = "openmaker-train"
+
+    def __init__(self, platform: Platform, job_name: str, *, server_url: str,
+                 credentials: tuple[str, str], region: str,
+                 on_done: Callable[[str], None] | None = None,
+                 listener: TrainingJobListener | None = None) -> None:
+        super().__init__(platform, job_name)
+        self.server_url = server_url
+        self.credentials = credentials
+        self.region = region
+        self.on_done = on_done
+        self.listener = listener
+        self._interrupted = threading.Event()
+        self._ran_seconds = 0.0  # instance running time over every run (billable time)
+        self._max_runtime: float | None = None
+        self._max_wait: float | None = None
+        self._created = time.monotonic()
+        self._pending: dict[str, list[str]] = collections.defaultdict(list)
+        self._tails: dict[str, collections.deque[str]] = collections.defaultdict(
+            lambda: collections.deque(maxlen=TAIL_LINES))
+        self._lock = threading.Lock()
+        self._streams: dict[str, str] = {}
+        self._metrics: MetricParser | None = None  # set before the processes start
+        self._points: list[MetricPoint] = []  # parsed, not yet written
+        self._latest: dict[str, MetricPoint] = {}  # per metric name, the last point written
+        self._metrics_changed = False  # _latest is newer than FinalMetricDataList
+        self._metrics_published = 0.0  # time.monotonic() of the last record update
+
+    # -- control ------------------------------------------------------------------------
+    def interrupt(self) -> None:
+        """Reclaim a spot job's instances, as when EC2 takes spot capacity back: the
+        processes get SIGTERM, what they checkpointed is synced, and the job runs again."""
+        self._interrupted.set()
+
+    # -- record -------------------------------------------------------------------------
     def _advance(self, secondary: str, message: str | None = None) -> None:
         """Move to ``secondary`` unless a stop already moved the job to Stopping."""
         def change(record: Record) -> None:

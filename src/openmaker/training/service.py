@@ -14,7 +14,6 @@ runs on the first training operation a server serves.
 
 from __future__ import annotations
 
-import atexit
 import copy
 import threading
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from openmaker.training.images import TrainingProgram, training_program
 from openmaker.training.metrics import compile_definitions
 from openmaker.training.runner import (
     RESOURCE_TYPE,
+    RunningJobs,
     TrainingJobListener,
     TrainingJobRunner,
     finish,
@@ -42,8 +42,8 @@ DEFAULT_MAX_RUNTIME = 86400
 DEFAULT_CHECKPOINT_PATH = "/opt/ml/checkpoints/"
 RESTART_REASON = "The openmaker server restarted while the job was running"
 
-_runners: dict[str, TrainingJobRunner] = {}
-_runners_lock = threading.Lock()
+_runners = RunningJobs()
+_recovery_lock = threading.Lock()
 _recovered: set[int] = set()
 
 
@@ -88,7 +88,7 @@ def fail_interrupted_jobs(platform: Platform) -> list[str]:
 def recover_interrupted_jobs(platform: Platform) -> None:
     """Run :func:`fail_interrupted_jobs` once per server process, before it starts any job
     (the server may call this at startup; every training operation calls it first)."""
-    with _runners_lock:
+    with _recovery_lock:
         if id(platform) in _recovered:
             return
         fail_interrupted_jobs(platform)
@@ -284,9 +284,8 @@ def start_training_job(ctx: RequestContext, params: dict, *, tuning_job_arn: str
                  conflict_error=errors.ResourceInUse(_in_use_message(arn)))
     runner = TrainingJobRunner(ctx.platform, name, server_url=ctx.settings.url,
                                credentials=_credentials(ctx), region=ctx.region,
-                               on_done=_forget, listener=listener)
-    with _runners_lock:
-        _runners[name.lower()] = runner
+                               on_done=_runners.forget, listener=listener)
+    _runners.add(name, runner)
     runner.start()
     return {"TrainingJobArn": arn}
 
@@ -294,21 +293,6 @@ def start_training_job(ctx: RequestContext, params: dict, *, tuning_job_arn: str
 def _in_use_message(arn: str) -> str:
     return ("Training job names must be unique within an AWS account and region, and a "
             f"training job with this name already exists ({arn})")
-
-
-def _forget(name: str) -> None:
-    with _runners_lock:
-        _runners.pop(name.lower(), None)
-
-
-@atexit.register
-def _stop_running_jobs() -> None:
-    # When the server exits its jobs' processes go too; the jobs stay InProgress in the
-    # store and the next server marks them Failed.
-    with _runners_lock:
-        runners = list(_runners.values())
-    for runner in runners:
-        runner.terminate(grace_seconds=2)
 
 
 def describe_training_job(ctx: RequestContext, params: dict) -> dict:
@@ -348,8 +332,7 @@ def request_stop(platform: Platform, name: str, message: str | None = None) -> N
         platform.resources.update(RESOURCE_TYPE, name, mutate=stopping)
     except ResourceNotFoundError:
         raise _not_found() from None
-    with _runners_lock:
-        runner = _runners.get(name.lower())
+    runner = _runners.get(name)
     if runner is not None:
         runner.request_stop()
 
@@ -367,8 +350,7 @@ def interrupt_training_job(platform: Platform, name: str) -> None:
         raise errors.ValidationException(
             f"Training job {name} does not use managed spot training "
             "(EnableManagedSpotTraining); only spot jobs can be interrupted.")
-    with _runners_lock:
-        runner = _runners.get(name.lower())
+    runner = _runners.get(name)
     if record["TrainingJobStatus"] != "InProgress" or runner is None:
         raise errors.ValidationException(
             f"Training job {name} is not running (status {record['TrainingJobStatus']}); "
