@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import time
 import uuid
 
@@ -17,11 +18,14 @@ from tests.hosting.test_endpoints import ROLE, SKLEARN_IMAGE, XGBOOST_IMAGE, csv
 from tests.hosting.test_pipelines import DOUBLER
 
 BUCKET = "transform-jobs"
-# A user script that answers one line per request line (its tag, SAGEMAKER_BATCH and the
-# line's length), one line per request for other types, sleeps ECHO_DELAY seconds, and
-# fails on a line starting with "fail".
+# A user script that answers one line per request line (its tag, SAGEMAKER_BATCH, the
+# line's length, the request's line count and its pid), one line per request for other
+# types, sleeps ECHO_DELAY seconds, fails on a line starting with "fail", and fails the
+# first time it sees a line starting with "flaky".
 ECHO = '''
 import os, time
+
+seen = set()
 
 def model_fn(model_dir):
     return None
@@ -33,13 +37,15 @@ def transform_fn(model, body, content_type, accept):
     tag = os.environ.get("ECHO_TAG", "") + "|" + os.environ.get("SAGEMAKER_BATCH", "")
     if content_type != "text/csv":
         return f"{tag}|{len(body)}\\n", "text/csv"
-    out = []
-    for line in body.split(b"\\n"):
+    lines = [line for line in body.split(b"\\n") if line.strip()]
+    for line in lines:
         if line.startswith(b"fail"):
             raise ValueError("echo refuses " + line.decode())
-        if line.strip():
-            out.append(f"{tag}|{len(line)}\\n")
-    return "".join(out), "text/csv"
+        if line.startswith(b"flaky") and line not in seen:
+            seen.add(line)
+            raise RuntimeError("flaky once")
+    return "".join(f"{tag}|{len(line)}|{len(lines)}|{os.getpid()}\\n" for line in lines), \\
+        "text/csv"
 '''
 
 
@@ -275,7 +281,11 @@ def test_user_script_gets_the_job_environment_and_instances_split_the_objects(en
                                               "InstanceCount": 2})
     assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
     assert output_keys(server, output) == ["0.csv.out", "1.csv.out", "2.csv.out"]
-    assert read(server, output + "1.csv.out") == b"job|true|3\njob|true|2\n"
+    answers = [line.split("|") for line in read(server, output + "1.csv.out").decode().split()]
+    assert [answer[:4] for answer in answers] == [["job", "true", "3", "2"],
+                                                  ["job", "true", "2", "2"]]
+    with pytest.raises(ProcessLookupError):  # the model servers are stopped after the job
+        os.kill(int(answers[0][4]), 0)
     streams = server.client("logs").describe_log_streams(
         logGroupName="/aws/sagemaker/TransformJobs",
         logStreamNamePrefix=job["TransformJobName"] + "/")["logStreams"]
@@ -295,6 +305,48 @@ def test_record_io_records_are_sent_one_by_one_with_single_record(env):
     # header (8 bytes) + payload, padding stripped with SingleRecord
     assert read(server, output + "r.rec.out") == b"model||13\nmodel||10\nmodel||17\n".replace(
         b"||", b"|true|")
+
+
+def test_single_record_sends_each_line_and_retries_cover_a_failing_request(env):
+    server, _, _ = env
+    put(server, "in/single/s.csv", b"abc\nflaky-1\n")
+    job, output = run_job(server, "echo", f"s3://{BUCKET}/in/single/",
+                          BatchStrategy="SingleRecord",
+                          ModelClientConfig={"InvocationsMaxRetries": 1})
+    assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
+    answers = [line.split(b"|")[:4] for line in read(server, output + "s.csv.out").split()]
+    assert answers == [[b"model", b"true", b"3", b"1"], [b"model", b"true", b"7", b"1"]]
+    put(server, "in/noretry/s.csv", b"abc\nflaky-2\n")
+    job, output = run_job(server, "echo", f"s3://{BUCKET}/in/noretry/",
+                          BatchStrategy="SingleRecord",
+                          ModelClientConfig={"InvocationsMaxRetries": 0})
+    assert job["TransformJobStatus"] == "Failed"
+    assert f"line 2 of s3://{BUCKET}/in/noretry/s.csv" in job["FailureReason"]
+    assert "flaky once" in job["FailureReason"]
+
+
+def test_a_kmeans_model_trained_on_the_server_transforms_json_lines(env):
+    from tests.e2e.test_built_in_endpoints import BUCKET as TRAINING_BUCKET
+    from tests.e2e.test_built_in_endpoints import _train, _unlabelled
+
+    server, _, _ = env
+    server.client("s3").create_bucket(Bucket=TRAINING_BUCKET)
+    body, _ = _unlabelled()
+    trained = _train(server, "kmeans", "382416733822.dkr.ecr.us-east-1.amazonaws.com/kmeans:1",
+                     {"k": "2", "feature_dim": "4"}, body, "text/csv;label_size=0",
+                     ("train",))
+    assert trained["TrainingJobStatus"] == "Completed", trained.get("FailureReason")
+    server.client("sagemaker").create_model(ModelName="kmeans", ExecutionRoleArn=ROLE,
+                                            PrimaryContainer={
+        "Image": trained["AlgorithmSpecification"]["TrainingImage"],
+        "ModelDataUrl": trained["ModelArtifacts"]["S3ModelArtifacts"]})
+    put(server, "in/kmeans/points.csv", b"-4,-4,-4,-4\n4,4,4,4\n-3.5,-4,-4,-4.2\n")
+    job, output = run_job(server, "kmeans", f"s3://{BUCKET}/in/kmeans/",
+                          TransformOutput={"Accept": "application/jsonlines"})
+    assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
+    clusters = [json.loads(line)["closest_cluster"]
+                for line in read(server, output + "points.csv.out").splitlines()]
+    assert len(clusters) == 3 and clusters[0] == clusters[2] != clusters[1]
 
 
 def test_model_client_timeout_fails_the_job_after_its_retries(env):
