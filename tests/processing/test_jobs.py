@@ -451,3 +451,31 @@ def test_a_manifest_input_delivers_the_objects_it_lists(job_server):
     job = wait(sagemaker, params["ProcessingJobName"])
     assert job["ProcessingJobStatus"] == "Completed", job.get("FailureReason")
     assert job["ExitMessage"] == "train/b.csv"
+
+
+ONE_HOST_FAILS = '''
+import json, sys, time
+host = json.load(open("/opt/ml/config/resourceconfig.json"))["current_host"]
+open("/opt/ml/processing/output/live/" + host + ".txt", "w").write(host)
+if host == "algo-2":
+    sys.exit("algo-2 cannot read its shard")
+time.sleep(60)
+'''
+
+
+def test_one_failing_host_stops_the_others_and_continuous_outputs_still_upload(job_server):
+    sagemaker = job_server.client("sagemaker")
+    name = f"job-{uuid.uuid4().hex[:12]}"
+    params = request(job_server, ONE_HOST_FAILS, name=name, count=2, outputs=[
+        s3_output("live", f"s3://{BUCKET}/out/{name}/live", "/opt/ml/processing/output/live",
+                  "Continuous"),
+        s3_output("end", f"s3://{BUCKET}/out/{name}/end", "/opt/ml/processing/output/live")])
+    started = time.monotonic()
+    sagemaker.create_processing_job(**params)
+    job = wait(sagemaker, name, timeout=40)
+    assert time.monotonic() - started < 30  # algo-1 did not sleep its 60 s
+    assert job["ProcessingJobStatus"] == "Failed"
+    assert job["FailureReason"].startswith("AlgorithmError: algo-2 exited with code 1")
+    assert "algo-2 cannot read its shard" in job["FailureReason"]
+    assert keys(job_server, f"out/{name}/") == [f"out/{name}/live/algo-1.txt",
+                                                f"out/{name}/live/algo-2.txt"]

@@ -124,6 +124,7 @@ class ProcessingJobRunner(BackgroundJobRunner):
         self._tails: dict[str, collections.deque[str]] = collections.defaultdict(
             lambda: collections.deque(maxlen=TAIL_LINES))
         self._streams: dict[str, str] = {}
+        self._failed_host: str | None = None  # the first host seen exiting non-zero
 
     # -- record -------------------------------------------------------------------------
     def _end(self, status: str, *, failure: str | None = None,
@@ -263,8 +264,12 @@ class ProcessingJobRunner(BackgroundJobRunner):
                 break
             if self._stop.is_set():
                 handle.stop(DEFAULT_STOP_GRACE_SECONDS)
-            elif any(code not in (None, 0) for code in handle.exit_codes.values()):
-                handle.stop(DEFAULT_STOP_GRACE_SECONDS)  # one failed host fails the job
+                continue
+            failed = [host for host, code in handle.exit_codes.items() if code not in (None, 0)]
+            if failed:
+                # One failed host fails the job; it, not the hosts stopped for it, is named.
+                self._failed_host = self._failed_host or failed[0]
+                handle.stop(DEFAULT_STOP_GRACE_SECONDS)
         self._flush_logs()
         return codes, handle.timed_out
 
@@ -289,7 +294,7 @@ class ProcessingJobRunner(BackgroundJobRunner):
             self._end("Completed", message=message)
         else:
             failed = [layout.host for layout in layouts if codes.get(layout.host, 0) != 0]
-            host = failed[0] if failed else layouts[0].host
+            host = self._failed_host or (failed[0] if failed else layouts[0].host)
             with self._lock:
                 tail = list(self._tails[host])
             self._end("Failed", message=message,
