@@ -349,6 +349,16 @@ def test_a_kmeans_model_trained_on_the_server_transforms_json_lines(env):
     assert len(clusters) == 3 and clusters[0] == clusters[2] != clusters[1]
 
 
+def test_max_payload_zero_sends_each_object_whole(env):
+    server, _, _ = env
+    put(server, "in/whole/w.bin", b"z" * (7 * 1024 * 1024))  # over the 6 MB default
+    job, output = run_job(server, "echo", f"s3://{BUCKET}/in/whole/", MaxPayloadInMB=0,
+                          TransformInput={"ContentType": "application/octet-stream",
+                                          "SplitType": "None"})
+    assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
+    assert read(server, output + "w.bin.out") == f"model|true|{7 * 1024 * 1024}\n".encode()
+
+
 def test_model_client_timeout_fails_the_job_after_its_retries(env):
     server, _, _ = env
     put(server, "in/slow/s.csv", b"x\n")
