@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/pca.py
 	$(BIN)/python benchmarks/random_cut_forest.py
 	$(BIN)/python benchmarks/linear_learner.py
+	$(BIN)/python benchmarks/batch_transform.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
