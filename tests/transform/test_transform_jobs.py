@@ -231,6 +231,18 @@ def test_csv_input_filter_join_and_output_filter(env):
     assert np.allclose([float(line.split(",")[1]) for line in result], expected, atol=1e-5)
 
 
+def test_a_bad_record_after_a_blank_line_is_named_by_its_line_with_filters(env):
+    server, _, _ = env
+    put(server, "in/blank/rows.csv", b"id0,1,2,3\n\nid1,x,2,3\nid2,1,2,3\n")
+    job, output = run_job(server, "xgb", f"s3://{BUCKET}/in/blank/",
+                          TransformOutput={"Accept": "text/csv"},
+                          DataProcessing={"InputFilter": "$[1:]", "JoinSource": "Input"})
+    assert job["TransformJobStatus"] == "Failed"
+    assert job["FailureReason"].startswith(f"line 3 of s3://{BUCKET}/in/blank/rows.csv: "
+                                           "the model failed (HTTP 4"), job["FailureReason"]
+    assert output_keys(server, output) == []
+
+
 def test_json_lines_join_keeps_the_input_object_and_adds_sagemaker_output(env):
     server, booster, features = env
     records = "".join(json.dumps({"id": i, "features": [float(v) for v in row]}) + "\n"

@@ -416,7 +416,7 @@ class TransformJobRunner:
 
         for payload in splitting.pack(prepared(), split_type=split_type, strategy=strategy,
                                       limit=settings.payload_bytes, keep_records=True):
-            payload.records = [originals.popleft() for _ in range(payload.count)]
+            payload.inputs = [originals.popleft() for _ in range(payload.count)]
             yield payload
 
     def _write(self, out: Any, payload: splitting.Payload, future: Future, item: InputObject,
@@ -426,14 +426,14 @@ class TransformJobRunner:
             answer, answer_type = future.result()
         except _ModelAnswerError as error:
             raise ObjectFailed(self._failure(payload, error, item, split_type, client)) from None
-        if processor.active and payload.records is not None:
+        if processor.active and payload.inputs is not None and payload.positions is not None:
             where = self._where(payload, split_type, item)
             outputs = split_answer(answer, payload.count, where)
-            for offset, (record, result) in enumerate(zip(payload.records, outputs,
-                                                          strict=True)):
-                position = splitting.position_name(split_type, payload.first + offset)
+            for record, result, position in zip(payload.inputs, outputs, payload.positions,
+                                                 strict=True):
+                place = splitting.position_name(split_type, position)
                 out.write(processor.finish(record, result, answer_type,
-                                           f"{position} of {item.uri}"))
+                                           f"{place} of {item.uri}"))
                 if line_output:
                     out.write(b"\n")
             return
@@ -454,15 +454,17 @@ class TransformJobRunner:
         record (up to MAX_PINPOINT_RECORDS) to name the record the model rejects."""
         where, message = self._where(payload, split_type, item), str(error)
         if 1 < payload.count and error.status < 500 and split_type == "Line":
-            lines = payload.records if payload.records is not None else \
-                payload.body.split(b"\n")
-            for offset, line in enumerate(lines[:MAX_PINPOINT_RECORDS]):
+            if payload.records is not None and payload.positions is not None:
+                lines = list(zip(payload.positions, payload.records, strict=True))
+            else:  # a request cut from the stream: blank lines are in it, and counted
+                lines = list(enumerate(payload.body.split(b"\n"), start=payload.first))
+            for position, line in lines[:MAX_PINPOINT_RECORDS]:
                 if not line.strip():
                     continue
                 try:
                     client.invoke(line)
                 except _ModelAnswerError as single:
-                    where = f"line {payload.first + offset} of {item.uri}"
+                    where = f"line {position} of {item.uri}"
                     message = str(single)
                     break
         return f"{where}: the model failed (HTTP {error.status}): {message}"

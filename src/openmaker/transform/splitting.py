@@ -32,16 +32,19 @@ class RecordError(ValueError):
 @dataclass
 class Payload:
     """One request: its body, the position of its first record and how many it holds;
-    ``records`` (each record's bytes) when data processing needs them one by one."""
+    when data processing needs them one by one, ``records`` (each record as sent),
+    ``positions`` (each one's position) and ``inputs`` (each one as read, for a join)."""
 
     body: bytes
     first: int
     count: int
     records: list[bytes] | None = None
+    positions: list[int] | None = None
+    inputs: list[bytes] | None = None
 
     @property
     def last(self) -> int:
-        return self.first + self.count - 1
+        return self.positions[-1] if self.positions else self.first + self.count - 1
 
 
 def position_name(split_type: str, position: int) -> str:
@@ -186,7 +189,8 @@ def pack(records: Iterable[tuple[int, bytes]], *, split_type: str, strategy: str
     Line records are sent with a newline after each."""
     line = split_type == "Line"
     batch: list[bytes] = []
-    first = size = 0
+    positions: list[int] = []
+    size = 0
     for position, record in records:
         record_size = len(record) + (1 if line else 0)
         if limit and record_size > limit:
@@ -194,22 +198,25 @@ def pack(records: Iterable[tuple[int, bytes]], *, split_type: str, strategy: str
                               f"more than MaxPayloadInMB allows ({limit} bytes); raise "
                               "MaxPayloadInMB or split the record")
         if strategy == "SingleRecord" or split_type == "None":
-            yield Payload(record, position, 1, [record] if keep_records else None)
+            yield Payload(record, position, 1, *(([record], [position]) if keep_records
+                                                 else ()))
             continue
         if batch and limit and size + record_size > limit:
-            yield _joined(batch, first, line, keep_records)
-            batch, size = [], 0
-        if not batch:
-            first = position
+            yield _joined(batch, positions, line, keep_records)
+            batch, positions, size = [], [], 0
         batch.append(record)
+        positions.append(position)
         size += record_size
     if batch:
-        yield _joined(batch, first, line, keep_records)
+        yield _joined(batch, positions, line, keep_records)
 
 
-def _joined(batch: list[bytes], first: int, line: bool, keep_records: bool) -> Payload:
+def _joined(batch: list[bytes], positions: list[int], line: bool,
+            keep_records: bool) -> Payload:
     body = b"\n".join(batch) + b"\n" if line else b"".join(batch)
-    return Payload(body, first, len(batch), batch if keep_records else None)
+    if not keep_records:
+        return Payload(body, positions[0], len(batch))
+    return Payload(body, positions[0], len(batch), batch, positions)
 
 
 def line_batches(chunks: Iterable[bytes], limit: int) -> Iterator[Payload]:
