@@ -135,32 +135,44 @@ def test_framework_processor_runs_runproc_sh_with_source_dir_and_requirements(sd
 SPARK_APP = '''
 import sys
 from pyspark.sql import SparkSession
+from spark_helper import label_column
 spark = SparkSession.builder.appName("openmaker-test").getOrCreate()
-frame = spark.read.csv(sys.argv[1])
-frame.write.mode("overwrite").csv(sys.argv[2])
+assert spark.conf.get("spark.sql.shuffle.partitions") == "3"
+frame = spark.read.csv(sys.argv[1]).withColumnRenamed("_c0", label_column())
+frame.groupBy(label_column()).count().write.mode("overwrite").csv(sys.argv[2])
 print("spark rows", frame.count())
 spark.stop()
+'''
+SPARK_HELPER = '''
+def label_column():
+    return "label"
 '''
 
 
 @pytest.mark.timeout(300)
-def test_pyspark_processor_runs_on_a_local_spark_session(sdk, tmp_path):
+def test_pyspark_processor_runs_on_a_local_spark_session(sdk, tmp_path, capsys):
     pytest.importorskip("pyspark")
+    from sagemaker.processing import ProcessingOutput
     from sagemaker.spark.processing import PySparkProcessor
 
     session, data, _ = sdk
     (tmp_path / "app.py").write_text(SPARK_APP)
+    (tmp_path / "spark_helper.py").write_text(SPARK_HELPER)
     processor = PySparkProcessor(framework_version="3.3", role=ROLE, instance_count=1,
                                  instance_type="ml.m5.large", sagemaker_session=session)
     output = f"s3://{BUCKET}/spark-output"
     processor.run(submit_app=str(tmp_path / "app.py"),
+                  submit_py_files=[str(tmp_path / "spark_helper.py")],
                   inputs=inputs_and_outputs(data)[0],
-                  outputs=[__import__("sagemaker").processing.ProcessingOutput(
-                      source="/opt/ml/processing/output/spark", destination=output)],
+                  outputs=[ProcessingOutput(source="/opt/ml/processing/output/spark",
+                                            destination=output)],
                   arguments=["/opt/ml/processing/input/data", "/opt/ml/processing/output/spark"],
-                  wait=True, logs=False)
+                  configuration=[{"Classification": "spark-defaults",
+                                  "Properties": {"spark.sql.shuffle.partitions": "3"}}],
+                  wait=True, logs=True)
     job = processor.latest_job.describe()
     assert job["ProcessingJobStatus"] == "Completed", job.get("FailureReason")
+    assert "spark rows 200" in capsys.readouterr().out
     listed = session.boto_session.client("s3").list_objects_v2(Bucket=BUCKET,
                                                                Prefix="spark-output/")
     assert any(item["Key"].endswith(".csv") for item in listed.get("Contents", []))

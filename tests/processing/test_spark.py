@@ -33,14 +33,19 @@ def test_the_sdk_options_become_a_local_spark_submit(fake_pyspark, tmp_path, mon
         {"Classification": "spark-defaults", "Properties": {"spark.executor.memory": "2g"}},
         {"Classification": "yarn-site", "Properties": {"yarn.x": "ignored"}}]))
     monkeypatch.setenv("OPENMAKER_OPT_ML_ROOT", str(root))
+    staged = root / "processing" / "input" / "py-files"
+    staged.mkdir(parents=True)
+    (staged / "b.py").write_text("")
+    (staged / "a.py").write_text("")
     command = spark.submit_command([
-        "--py-files",
-        "/opt/ml/processing/input/py-files/a.py,/opt/ml/processing/input/py-files/b.py",
+        "--py-files", "/opt/ml/processing/input/py-files,/opt/ml/processing/input/extra.py",
+        "--jars", "s3://bucket/lib.jar",
         "--local-spark-event-logs-dir", "/opt/ml/processing/spark-events/",
         "/opt/ml/processing/input/code/app.py", "--rows", "10"])
     assert command[:3] == [str(fake_pyspark / "bin" / "spark-submit"), "--master", "local[*]"]
     assert command[command.index("--py-files") + 1] == (
-        f"{root}/processing/input/py-files/a.py,{root}/processing/input/py-files/b.py")
+        f"{staged}/a.py,{staged}/b.py,{root}/processing/input/extra.py")
+    assert command[command.index("--jars") + 1] == "s3://bucket/lib.jar"
     confs = [command[i + 1] for i, part in enumerate(command) if part == "--conf"]
     assert "spark.executor.memory=2g" in confs
     assert "spark.eventLog.enabled=true" in confs

@@ -30,7 +30,17 @@ def _mapped(path: str) -> str:
 
 
 def _mapped_list(value: str) -> str:
-    return ",".join(_mapped(item) for item in value.split(",") if item)
+    """A comma-separated option with each container path mapped and each directory
+    expanded to the files in it, as smspark-submit does with the SDK's staged
+    ``py-files``/``jars``/``files`` inputs."""
+    items: list[str] = []
+    for item in filter(None, value.split(",")):
+        path = Path(_mapped(item))
+        if path.is_dir():
+            items.extend(str(child) for child in sorted(path.iterdir()) if child.is_file())
+        else:
+            items.append(str(path) if "://" not in item else item)
+    return ",".join(items)
 
 
 def spark_defaults(configuration: Path) -> dict[str, str]:
