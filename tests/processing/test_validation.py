@@ -183,3 +183,18 @@ def test_a_spark_image_needs_pyspark(job_server):
         job_server.client("sagemaker").create_processing_job(**params)
     assert "pyspark" in caught.value.response["Error"]["Message"]
     assert "AppSpecification.ImageUri" in caught.value.response["Error"]["Message"]
+
+
+def test_a_spark_job_runs_on_one_instance(job_server):
+    pytest.importorskip("pyspark")
+    params = changed(
+        AppSpecification={"ImageUri": "173754725891.dkr.ecr.us-east-1.amazonaws.com/"
+                                      "sagemaker-spark-processing:3.3-cpu-py39-v1.0",
+                          "ContainerArguments": ["/opt/ml/processing/input/x.py"]},
+        ProcessingResources={"ClusterConfig": {"InstanceCount": 2,
+                                               "InstanceType": "ml.m5.large",
+                                               "VolumeSizeInGB": 5}})
+    with pytest.raises(ClientError) as caught:
+        job_server.client("sagemaker").create_processing_job(**params)
+    assert "ProcessingResources.ClusterConfig.InstanceCount" in \
+        caught.value.response["Error"]["Message"]
