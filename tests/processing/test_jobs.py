@@ -424,6 +424,10 @@ def test_jobs_left_running_by_an_earlier_server_are_failed(tmp_path):
         first.stop()
     second = start_server(home)
     try:
+        # failed at startup: a listing before any processing operation shows it
+        listed = second.client("sagemaker").list_processing_jobs(StatusEquals="Failed")
+        assert [job["ProcessingJobName"] for job in listed["ProcessingJobSummaries"]] == [
+            params["ProcessingJobName"]]
         job = second.client("sagemaker").describe_processing_job(
             ProcessingJobName=params["ProcessingJobName"])
         assert job["ProcessingJobStatus"] == "Failed"

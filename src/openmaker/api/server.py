@@ -114,6 +114,11 @@ def serve(settings: Settings, log_level: str = "warning") -> None:
     from openmaker.tuning.service import resume_tuning_jobs
 
     resume_tuning_jobs(platform)  # tuning jobs go on, rerunning the jobs the restart cut off
+    from openmaker.processing.service import recover_interrupted_jobs as recover_processing
+    from openmaker.transform.service import recover_interrupted_jobs as recover_transform
+
+    recover_processing(platform)  # processing and transform jobs left running are failed
+    recover_transform(platform)
     from openmaker.hosting.endpoints import recover_endpoints
 
     recover_endpoints(platform)  # endpoints the previous server served are built again
