@@ -465,7 +465,7 @@ def test_jobs_a_stopped_server_left_running_are_failed_by_the_next(tmp_path):
         sagemaker = server.client("sagemaker")
         sagemaker.create_model(ModelName="slow", ExecutionRoleArn=ROLE, PrimaryContainer={
             "Image": SKLEARN_IMAGE, "ModelDataUrl": f"s3://{BUCKET}/m/echo.tar.gz",
-            "Environment": {"SAGEMAKER_PROGRAM": "inference.py", "ECHO_DELAY": "30"}})
+            "Environment": {"SAGEMAKER_PROGRAM": "inference.py", "ECHO_DELAY": "8"}})
         sagemaker.create_transform_job(**job_request(
             "cut-off", "slow", f"s3://{BUCKET}/in/", f"s3://{BUCKET}/out/"))
         time.sleep(0.5)

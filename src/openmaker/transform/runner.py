@@ -219,7 +219,11 @@ class TransformJobRunner:
         self._thread.join(timeout)
 
     def request_stop(self) -> None:
+        """End the job ``Stopped``: its model servers are stopped at once (in-flight
+        requests fail and nothing more is uploaded), off the caller's thread."""
         self._stop.set()
+        threading.Thread(target=self._stop_instances, name=f"openmaker-stop-{self.name}",
+                         daemon=True).start()
 
     def terminate(self) -> None:
         """Stop the model servers now (the server is exiting): the job stays InProgress in
