@@ -371,6 +371,28 @@ def test_max_payload_zero_sends_each_object_whole(env):
     assert read(server, output + "w.bin.out") == f"model|true|{7 * 1024 * 1024}\n".encode()
 
 
+def test_max_concurrent_transforms_keeps_that_many_requests_in_flight(env):
+    server, _, _ = env
+    # Two worker processes share the socket; each sleeps in its request, so a second
+    # request at the same time can only be answered by the other worker.
+    server.client("sagemaker").create_model(
+        ModelName="echo-workers", ExecutionRoleArn=ROLE, PrimaryContainer={
+            "Image": SKLEARN_IMAGE, "ModelDataUrl": f"s3://{BUCKET}/models/echo/model.tar.gz",
+            "Environment": {"SAGEMAKER_PROGRAM": "inference.py", "ECHO_DELAY": "0.5",
+                            "SAGEMAKER_MODEL_SERVER_WORKERS": "2"}})
+    put(server, "in/concurrent/c.csv", b"a\nb\nc\nd\n")
+    pids = {}
+    for concurrency in (1, 2):
+        job, output = run_job(server, "echo-workers", f"s3://{BUCKET}/in/concurrent/",
+                              BatchStrategy="SingleRecord",
+                              MaxConcurrentTransforms=concurrency)
+        assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
+        lines = read(server, output + "c.csv.out").decode().split()
+        assert len(lines) == 4
+        pids[concurrency] = {line.rsplit("|", 1)[1] for line in lines}
+    assert len(pids[1]) == 1 and len(pids[2]) == 2
+
+
 def test_model_client_timeout_fails_the_job_after_its_retries(env):
     server, _, _ = env
     put(server, "in/slow/s.csv", b"x\n")
