@@ -495,6 +495,9 @@ def test_jobs_a_stopped_server_left_running_are_failed_by_the_next(tmp_path):
         server.stop()
     again = start_server(tmp_path / "home")
     try:
+        listed = again.client("sagemaker").list_transform_jobs()["TransformJobSummaries"]
+        assert [(j["TransformJobName"], j["TransformJobStatus"]) for j in listed] == \
+            [("cut-off", "Failed")]  # failed at startup, before any transform operation
         job = again.client("sagemaker").describe_transform_job(TransformJobName="cut-off")
         assert job["TransformJobStatus"] == "Failed"
         assert "restarted" in job["FailureReason"]

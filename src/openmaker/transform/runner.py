@@ -225,9 +225,10 @@ class TransformJobRunner:
         threading.Thread(target=self._stop_instances, name=f"openmaker-stop-{self.name}",
                          daemon=True).start()
 
-    def terminate(self) -> None:
+    def terminate(self, grace_seconds: float = 2.0) -> None:
         """Stop the model servers now (the server is exiting): the job stays InProgress in
-        the store and the next server marks it Failed."""
+        the store and the next server marks it Failed. (Model servers get their own
+        grace period; ``grace_seconds`` is :class:`RunningJobs`' calling convention.)"""
         self._abandoned = True
         self._stop.set()
         self._stop_instances()

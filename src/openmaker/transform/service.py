@@ -14,15 +14,16 @@ off by the previous one and is marked ``Failed`` on the first transform operatio
 
 from __future__ import annotations
 
-import atexit
 import copy
 import threading
 from typing import Any
 
 from openmaker.core import errors
 from openmaker.core.platform import Platform, RequestContext
-from openmaker.core.resources import ListQuery, ResourceNotFoundError
+from openmaker.core.resources import ResourceNotFoundError
 from openmaker.storage.uri import S3Uri
+from openmaker.training.runner import RunningJobs
+from openmaker.training.service import fail_jobs_left_running
 from openmaker.transform.data_processing import data_format, parse_filter
 from openmaker.transform.runner import (
     MAX_TOTAL_PAYLOAD_MB,
@@ -36,8 +37,8 @@ MAX_ENVIRONMENT_ENTRIES = 16
 MAX_ENVIRONMENT_VALUE = 10240
 SUPPORTED_DATA_TYPES = ("S3Prefix", "ManifestFile")
 
-_runners: dict[str, TransformJobRunner] = {}
-_runners_lock = threading.Lock()
+_runners = RunningJobs()
+_recovery_lock = threading.Lock()
 _recovered: set[int] = set()
 
 
@@ -47,31 +48,17 @@ def _not_found(name: str) -> errors.AwsError:
 
 def fail_interrupted_jobs(platform: Platform) -> list[str]:
     """Mark jobs an earlier server left ``InProgress``/``Stopping`` ``Failed``; their names."""
-    names: list[str] = []
-    for status in ("InProgress", "Stopping"):
-        token = None
-        while True:
-            page, token = platform.resources.list(
-                RESOURCE_TYPE, ListQuery(status_equals=status, next_token=token))
-            names.extend(resource.name for resource in page)
-            if not token:
-                break
+    def fail(record: dict) -> None:
+        record["TransformJobStatus"] = "Failed"
+        record["FailureReason"] = RESTART_REASON
+        record["TransformEndTime"] = record["LastModifiedTime"] = now()
 
-    def fail(record: dict) -> tuple[dict, str]:
-        if record["TransformJobStatus"] in ("InProgress", "Stopping"):
-            record["TransformJobStatus"] = "Failed"
-            record["FailureReason"] = RESTART_REASON
-            record["TransformEndTime"] = record["LastModifiedTime"] = now()
-        return record, record["TransformJobStatus"]
-
-    for name in names:
-        platform.resources.update(RESOURCE_TYPE, name, mutate=fail)
-    return names
+    return fail_jobs_left_running(platform, RESOURCE_TYPE, "TransformJobStatus", fail)
 
 
 def recover_interrupted_jobs(platform: Platform) -> None:
     """Run :func:`fail_interrupted_jobs` once per server process, before it starts a job."""
-    with _runners_lock:
+    with _recovery_lock:
         if id(platform) in _recovered:
             return
         fail_interrupted_jobs(platform)
@@ -202,26 +189,10 @@ def create_transform_job(ctx: RequestContext, params: dict) -> dict:
     record = _record(params, arn)
     store.create(RESOURCE_TYPE, name, record, status="InProgress", tags=params.get("Tags"),
                  arn=arn, creation_time=record["CreationTime"], conflict_error=_in_use(arn))
-    runner = TransformJobRunner(ctx.platform, name, on_done=_forget)
-    with _runners_lock:
-        _runners[name.lower()] = runner
+    runner = TransformJobRunner(ctx.platform, name, on_done=_runners.forget)
+    _runners.add(name, runner)
     runner.start()
     return {"TransformJobArn": arn}
-
-
-def _forget(name: str) -> None:
-    with _runners_lock:
-        _runners.pop(name.lower(), None)
-
-
-@atexit.register
-def _stop_running_jobs() -> None:
-    # The model servers go with the server; the jobs stay InProgress in the store and the
-    # next server marks them Failed.
-    with _runners_lock:
-        runners = list(_runners.values())
-    for runner in runners:
-        runner.terminate()
 
 
 def describe_transform_job(ctx: RequestContext, params: dict) -> dict:
@@ -254,8 +225,7 @@ def stop_transform_job(ctx: RequestContext, params: dict) -> dict:
         ctx.platform.resources.update(RESOURCE_TYPE, name, mutate=stopping)
     except ResourceNotFoundError:
         raise _not_found(name) from None
-    with _runners_lock:
-        runner = _runners.get(name.lower())
+    runner = _runners.get(name)
     if runner is not None:
         runner.request_stop()
     return {}
