@@ -9,13 +9,14 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 __all__ = ["BytesDeserializer", "CSVDeserializer", "CSVSerializer", "CategoricalParameter",
-           "ContinuousParameter", "EndpointDeploymentError", "Estimator",
-           "HyperparameterTuner", "HyperparameterTuningJobAnalytics", "IdentitySerializer",
-           "IntegerParameter", "JSONDeserializer", "JSONLinesDeserializer",
-           "JSONLinesSerializer", "JSONSerializer", "Model", "NumpyDeserializer",
-           "NumpySerializer", "Predictor", "RecordDeserializer", "RecordSerializer",
-           "ServerStartError", "Session", "StorageEntry", "StringDeserializer",
-           "TrainingInput", "TrainingJobAnalytics", "TrainingJobFailedError",
+           "ContinuousParameter", "EndpointDeploymentError", "Estimator", "HyperparameterTuner",
+           "HyperparameterTuningJobAnalytics", "IdentitySerializer", "IntegerParameter",
+           "JSONDeserializer", "JSONLinesDeserializer", "JSONLinesSerializer", "JSONSerializer",
+           "Model", "NumpyDeserializer", "NumpySerializer", "Predictor", "ProcessingInput",
+           "ProcessingJobFailedError", "ProcessingOutput", "Processor", "RecordDeserializer",
+           "RecordSerializer", "ScriptProcessor", "ServerStartError", "Session", "StorageEntry",
+           "StringDeserializer", "TrainingInput", "TrainingJobAnalytics",
+           "TrainingJobFailedError", "TransformJobFailedError", "Transformer",
            "TuningJobFailedError", "WarmStartConfig", "WarmStartTypes", "__version__"]
 
 

@@ -307,11 +307,12 @@ def test_package_exports_exactly_the_sdk_names():
         "ContinuousParameter", "EndpointDeploymentError", "Estimator", "HyperparameterTuner",
         "HyperparameterTuningJobAnalytics", "IdentitySerializer", "IntegerParameter",
         "JSONDeserializer", "JSONLinesDeserializer", "JSONLinesSerializer", "JSONSerializer",
-        "Model", "NumpyDeserializer", "NumpySerializer", "Predictor", "RecordDeserializer",
-        "RecordSerializer", "ServerStartError", "Session", "StorageEntry",
+        "Model", "NumpyDeserializer", "NumpySerializer", "Predictor", "ProcessingInput",
+        "ProcessingJobFailedError", "ProcessingOutput", "Processor", "RecordDeserializer",
+        "RecordSerializer", "ScriptProcessor", "ServerStartError", "Session", "StorageEntry",
         "StringDeserializer", "TrainingInput", "TrainingJobAnalytics",
-        "TrainingJobFailedError", "TuningJobFailedError", "WarmStartConfig", "WarmStartTypes",
-        "__version__"]
+        "TrainingJobFailedError", "TransformJobFailedError", "Transformer",
+        "TuningJobFailedError", "WarmStartConfig", "WarmStartTypes", "__version__"]
     for name in sdk.__all__:
         assert getattr(openmaker, name) is getattr(sdk, name)
     with pytest.raises(AttributeError):
