@@ -33,8 +33,10 @@ def model_fn(model_dir):
 def transform_fn(model, body, content_type, accept):
     if isinstance(body, str):
         body = body.encode()
+    started = time.time()
     time.sleep(float(os.environ.get("ECHO_DELAY", "0")))
     tag = os.environ.get("ECHO_TAG", "") + "|" + os.environ.get("SAGEMAKER_BATCH", "")
+    times = f"|{started:.6f}|{time.time():.6f}" if os.environ.get("ECHO_TIMES") else ""
     if content_type != "text/csv":
         return f"{tag}|{len(body)}\\n", "text/csv"
     lines = [line for line in body.split(b"\\n") if line.strip()]
@@ -44,7 +46,8 @@ def transform_fn(model, body, content_type, accept):
         if line.startswith(b"flaky") and line not in seen:
             seen.add(line)
             raise RuntimeError("flaky once")
-    return "".join(f"{tag}|{len(line)}|{len(lines)}|{os.getpid()}\\n" for line in lines), \\
+    return "".join(f"{tag}|{len(line)}|{len(lines)}|{os.getpid()}{times}\\n"
+                   for line in lines), \\
         "text/csv"
 '''
 
@@ -373,15 +376,15 @@ def test_max_payload_zero_sends_each_object_whole(env):
 
 def test_max_concurrent_transforms_keeps_that_many_requests_in_flight(env):
     server, _, _ = env
-    # Two worker processes share the socket; each sleeps in its request, so a second
-    # request at the same time can only be answered by the other worker.
+    # Each request sleeps and reports when it started and ended: requests overlap only
+    # when the job has more than one in flight (whichever worker process serves them).
     server.client("sagemaker").create_model(
         ModelName="echo-workers", ExecutionRoleArn=ROLE, PrimaryContainer={
             "Image": SKLEARN_IMAGE, "ModelDataUrl": f"s3://{BUCKET}/models/echo/model.tar.gz",
             "Environment": {"SAGEMAKER_PROGRAM": "inference.py", "ECHO_DELAY": "0.5",
-                            "SAGEMAKER_MODEL_SERVER_WORKERS": "2"}})
+                            "ECHO_TIMES": "1", "SAGEMAKER_MODEL_SERVER_WORKERS": "2"}})
     put(server, "in/concurrent/c.csv", b"a\nb\nc\nd\n")
-    pids = {}
+    most_in_flight = {}
     for concurrency in (1, 2):
         job, output = run_job(server, "echo-workers", f"s3://{BUCKET}/in/concurrent/",
                               BatchStrategy="SingleRecord",
@@ -389,8 +392,10 @@ def test_max_concurrent_transforms_keeps_that_many_requests_in_flight(env):
         assert job["TransformJobStatus"] == "Completed", job.get("FailureReason")
         lines = read(server, output + "c.csv.out").decode().split()
         assert len(lines) == 4
-        pids[concurrency] = {line.rsplit("|", 1)[1] for line in lines}
-    assert len(pids[1]) == 1 and len(pids[2]) == 2
+        spans = [tuple(map(float, line.split("|")[-2:])) for line in lines]
+        most_in_flight[concurrency] = max(
+            sum(1 for start, end in spans if start <= moment < end) for moment, _ in spans)
+    assert most_in_flight == {1: 1, 2: 2}
 
 
 def test_model_client_timeout_fails_the_job_after_its_retries(env):

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from openmaker.cli.jobs import add_job_actions, job_action, print_listing
 from openmaker.cli.processing import add_processing_parser, processing_action
 from openmaker.cli.transform import add_transform_parser, transform_action
 from openmaker.cli.tuning import add_tuning_parser, tuning_action
@@ -72,17 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
                                         "server on this home, else a new one)")
     training.add_argument("--home", help="home directory")
     jobs = training.add_subparsers(dest="action", metavar="ACTION", required=True)
-    listing = jobs.add_parser("list", help="every training job: name, status, created")
-    listing.add_argument("--page-size", type=int, help="jobs per ListTrainingJobs request "
-                                                       "(default: the server's)")
-    describe = jobs.add_parser("describe", help="DescribeTrainingJob as JSON")
-    describe.add_argument("job")
+    add_job_actions(jobs, "TrainingJob", "training job")
     logs = jobs.add_parser("logs", help="the job's log lines, every instance's stream")
     logs.add_argument("job")
     logs.add_argument("-f", "--follow", action="store_true",
                       help="keep printing new lines until the job ends")
-    stop = jobs.add_parser("stop", help="stop a running job")
-    stop.add_argument("job")
     interrupt = jobs.add_parser(
         "interrupt", help="reclaim a running spot job's instances (it resumes from its "
                           "checkpoints), as EC2 does when it takes spot capacity back")
@@ -282,42 +277,19 @@ def run_processing(args: argparse.Namespace) -> int:
     return _with_session(args, processing_action)
 
 
-def _print_listing(rows: list[tuple[str, str, str]]) -> None:
-    """NAME, STATUS and CREATED columns, as ``list`` prints them."""
-    width = max([len(name) for name, _, _ in rows] + [4])
-    print(f"{'NAME':<{width}}  {'STATUS':<10}  CREATED")
-    for name, status, created in rows:
-        print(f"{name:<{width}}  {status:<10}  {created}")
-
-
 def _training_action(session, args: argparse.Namespace) -> int:
     from openmaker.sdk.estimator import follow_training_job
 
-    client = session.sagemaker
-    if args.action == "list":
-        rows = [(job["TrainingJobName"], job["TrainingJobStatus"],
-                 job["CreationTime"].strftime("%Y-%m-%d %H:%M:%S"))
-                for page in client.get_paginator("list_training_jobs").paginate(
-                    PaginationConfig={"PageSize": args.page_size} if args.page_size else {})
-                for job in page["TrainingJobSummaries"]]
-        _print_listing(rows)
-        return 0
-    if args.action == "describe":
-        job = client.describe_training_job(TrainingJobName=args.job)
-        job.pop("ResponseMetadata", None)
-        print(json.dumps(job, indent=2, default=str))
-        return 0
+    done = job_action(session.sagemaker, "TrainingJob", args)
+    if done is not None:
+        return done
     if args.action == "logs":
         job = follow_training_job(session, args.job, follow=args.follow)
         if args.follow:
             print(f"openmaker: {args.job} ended {job['TrainingJobStatus']}", file=sys.stderr)
         return 0
-    if args.action == "interrupt":
-        session.interrupt_training_job(args.job)
-        print(f"interrupted: {args.job}")
-        return 0
-    client.stop_training_job(TrainingJobName=args.job)
-    print(f"stopping: {args.job}")
+    session.interrupt_training_job(args.job)
+    print(f"interrupted: {args.job}")
     return 0
 
 
@@ -354,7 +326,7 @@ def _endpoints_action(session, args: argparse.Namespace) -> int:
                 for page in client.get_paginator("list_endpoints").paginate(
                     PaginationConfig={"PageSize": args.page_size} if args.page_size else {})
                 for endpoint in page["Endpoints"]]
-        _print_listing(rows)
+        print_listing(rows)
         return 0
     if args.action == "describe":
         endpoint = client.describe_endpoint(EndpointName=args.endpoint)

@@ -4,12 +4,9 @@ standard library are imported here; boto3 comes in with the session."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from openmaker.cli.tuning import read_request
-
-TRANSFORM_STATUSES = ("InProgress", "Completed", "Failed", "Stopping", "Stopped")
+from openmaker.cli.jobs import add_job_actions, job_action, read_request
 
 
 def add_transform_parser(commands, server_options) -> None:
@@ -32,33 +29,15 @@ def add_transform_parser(commands, server_options) -> None:
     create.add_argument("--wait", action="store_true",
                         help="block until the job ends; exit 1 unless it Completed")
 
-    listing = actions.add_parser("list", help="every transform job: name, status, created")
-    listing.add_argument("--status", choices=TRANSFORM_STATUSES, help="only jobs in this status")
-    listing.add_argument("--name-contains", help="only jobs whose name contains this")
-    listing.add_argument("--page-size", type=int,
-                         help="jobs per ListTransformJobs request (default: the server's)")
-
-    describe = actions.add_parser("describe", help="DescribeTransformJob as JSON")
-    describe.add_argument("job")
-
-    stop = actions.add_parser("stop", help="stop a running transform job")
-    stop.add_argument("job")
+    add_job_actions(actions, "TransformJob", "transform job")
 
 
 def transform_action(session, args: argparse.Namespace) -> int:
-    client = session.sagemaker
     if args.action == "create":
         return _create(session, args)
-    if args.action == "list":
-        return _list(client, args)
-    if args.action == "describe":
-        job = client.describe_transform_job(TransformJobName=args.job)
-        job.pop("ResponseMetadata", None)
-        print(json.dumps(job, indent=2, default=str))
-        return 0
-    client.stop_transform_job(TransformJobName=args.job)
-    print(f"stopping: {args.job}")
-    return 0
+    done = job_action(session.sagemaker, "TransformJob", args)
+    assert done is not None, args.action
+    return done
 
 
 def _create(session, args: argparse.Namespace) -> int:
@@ -88,19 +67,3 @@ def _create(session, args: argparse.Namespace) -> int:
     return 0 if status == "Completed" else 1
 
 
-def _list(client, args: argparse.Namespace) -> int:
-    from openmaker.cli.main import _print_listing
-
-    arguments: dict = {}
-    if args.status:
-        arguments["StatusEquals"] = args.status
-    if args.name_contains:
-        arguments["NameContains"] = args.name_contains
-    if args.page_size:
-        arguments["PaginationConfig"] = {"PageSize": args.page_size}
-    rows = [(job["TransformJobName"], job["TransformJobStatus"],
-             job["CreationTime"].strftime("%Y-%m-%d %H:%M:%S"))
-            for page in client.get_paginator("list_transform_jobs").paginate(**arguments)
-            for job in page["TransformJobSummaries"]]
-    _print_listing(rows)
-    return 0

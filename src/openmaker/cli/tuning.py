@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
+
+from openmaker.cli.jobs import JOB_STATUSES, add_job_actions, job_action, read_request
 
 TUNING_STATUSES = ("Completed", "InProgress", "Failed", "Stopped", "Stopping")
-TRAINING_STATUSES = ("InProgress", "Completed", "Failed", "Stopping", "Stopped")
 SORT_KEYS = ("FinalObjectiveMetricValue", "Name", "CreationTime", "Status")
 
 
@@ -34,24 +34,14 @@ def add_tuning_parser(commands, server_options) -> None:
     create.add_argument("--wait", action="store_true",
                         help="block until the tuning job ends, then print its best job")
 
-    listing = actions.add_parser("list", help="every tuning job: name, status, created")
-    listing.add_argument("--status", choices=TUNING_STATUSES, help="only jobs in this status")
-    listing.add_argument("--name-contains", help="only jobs whose name contains this")
-    listing.add_argument("--page-size", type=int, help="jobs per ListHyperParameterTuningJobs "
-                                                       "request (default: the server's)")
-
-    describe = actions.add_parser("describe", help="DescribeHyperParameterTuningJob as JSON")
-    describe.add_argument("job")
-
-    stop = actions.add_parser("stop", help="stop a tuning job and its running training jobs")
-    stop.add_argument("job")
+    add_job_actions(actions, "HyperParameterTuningJob", "tuning job", TUNING_STATUSES)
 
     jobs = actions.add_parser(
         "jobs", help="the tuning job's training jobs: name, status, objective, "
                      "hyperparameters",
         description="ListTrainingJobsForHyperParameterTuningJob, every page, as a table.")
     jobs.add_argument("job")
-    jobs.add_argument("--status", choices=TRAINING_STATUSES,
+    jobs.add_argument("--status", choices=JOB_STATUSES,
                       help="only training jobs in this status")
     jobs.add_argument("--sort-by", choices=SORT_KEYS, help="the server's order (default: "
                                                            "CreationTime)")
@@ -67,43 +57,17 @@ def add_tuning_parser(commands, server_options) -> None:
     best.add_argument("--json", action="store_true", help="print BestTrainingJob as JSON")
 
 
-def read_request(value: str) -> dict:
-    """``--cli-input-json``: ``file://PATH``, ``-`` (stdin), a path, or JSON text."""
-    if value.startswith("file://"):
-        text = Path(value[len("file://"):]).read_text()
-    elif value == "-":
-        text = sys.stdin.read()
-    elif value.lstrip().startswith("{"):
-        text = value
-    else:
-        text = Path(value).read_text()
-    try:
-        request = json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"--cli-input-json is not valid JSON: {exc}") from None
-    if not isinstance(request, dict):
-        raise ValueError("--cli-input-json must be a JSON object of the request's parameters")
-    return request
-
-
 def tuning_action(session, args: argparse.Namespace) -> int:
     client = session.sagemaker
     if args.action == "create":
         return _create(session, args)
-    if args.action == "list":
-        return _list(client, args)
-    if args.action == "describe":
-        job = client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=args.job)
-        job.pop("ResponseMetadata", None)
-        print(json.dumps(job, indent=2, default=str))
-        return 0
     if args.action == "jobs":
         return _jobs(client, args)
     if args.action == "best":
         return _best(client, args)
-    client.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=args.job)
-    print(f"stopping: {args.job}")
-    return 0
+    done = job_action(client, "HyperParameterTuningJob", args)
+    assert done is not None, args.action
+    return done
 
 
 def _create(session, args: argparse.Namespace) -> int:
@@ -129,25 +93,6 @@ def _create(session, args: argparse.Namespace) -> int:
     if job.get("BestTrainingJob"):
         _print_best(job["BestTrainingJob"])
     return 0 if status == "Completed" else 1
-
-
-def _list(client, args: argparse.Namespace) -> int:
-    from openmaker.cli.main import _print_listing
-
-    arguments = {}
-    if args.status:
-        arguments["StatusEquals"] = args.status
-    if args.name_contains:
-        arguments["NameContains"] = args.name_contains
-    if args.page_size:
-        arguments["PaginationConfig"] = {"PageSize": args.page_size}
-    rows = [(job["HyperParameterTuningJobName"], job["HyperParameterTuningJobStatus"],
-             job["CreationTime"].strftime("%Y-%m-%d %H:%M:%S"))
-            for page in client.get_paginator("list_hyper_parameter_tuning_jobs").paginate(
-                **arguments)
-            for job in page["HyperParameterTuningJobSummaries"]]
-    _print_listing(rows)
-    return 0
 
 
 def _objective_cell(summary: dict) -> str:

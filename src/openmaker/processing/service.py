@@ -18,12 +18,12 @@ jobs ``Failed``, on the first processing operation a server serves.
 from __future__ import annotations
 
 import copy
-import threading
 from collections.abc import Mapping
 from typing import Any
 
 from openmaker.core import errors
 from openmaker.core.arns import make_arn
+from openmaker.core.jobs import OncePerPlatform, RunningJobs, fail_jobs_left_running, mark_stopping
 from openmaker.core.platform import Platform, RequestContext
 from openmaker.core.resources import ResourceNotFoundError
 from openmaker.processing.contract import command_line, processing_relative
@@ -31,15 +31,11 @@ from openmaker.processing.images import processing_image
 from openmaker.processing.inputs import check_input_objects, check_pipe_path
 from openmaker.processing.runner import RESOURCE_TYPE, ProcessingJobRunner, finish, now
 from openmaker.storage.uri import S3Uri
-from openmaker.training.runner import RunningJobs
-from openmaker.training.service import fail_jobs_left_running
 
 DEFAULT_MAX_RUNTIME = 86400
 RESTART_REASON = "InternalServerError: the openmaker server restarted while the job was running"
 
 _runners = RunningJobs()
-_recovery_lock = threading.Lock()
-_recovered: set[int] = set()
 
 
 def _not_found() -> errors.AwsError:
@@ -58,11 +54,10 @@ def fail_interrupted_jobs(platform: Platform) -> list[str]:
 
 def recover_interrupted_jobs(platform: Platform) -> None:
     """Run :func:`fail_interrupted_jobs` once per server process, before it starts a job."""
-    with _recovery_lock:
-        if id(platform) in _recovered:
-            return
-        fail_interrupted_jobs(platform)
-        _recovered.add(id(platform))
+    _recover_once(platform)
+
+
+_recover_once = OncePerPlatform(fail_interrupted_jobs)
 
 
 # -- checks ---------------------------------------------------------------------------------
@@ -240,21 +235,8 @@ def stop_processing_job(ctx: RequestContext, params: dict) -> dict:
     SIGKILL) and ends it ``Stopped``."""
     recover_interrupted_jobs(ctx.platform)
     name = params["ProcessingJobName"]
-
-    def stopping(record: dict) -> tuple[dict, str]:
-        status = record["ProcessingJobStatus"]
-        if status != "InProgress":
-            raise errors.ValidationException(
-                f"The processing job {record['ProcessingJobName']} is not running (status "
-                f"{status}); only InProgress jobs can be stopped.")
-        record["ProcessingJobStatus"] = "Stopping"
-        record["LastModifiedTime"] = now()
-        return record, "Stopping"
-
-    try:
-        ctx.platform.resources.update(RESOURCE_TYPE, name, mutate=stopping)
-    except ResourceNotFoundError:
-        raise _not_found() from None
+    mark_stopping(ctx.platform, RESOURCE_TYPE, name, status_field="ProcessingJobStatus",
+                  noun="processing job", not_found=_not_found)
     runner = _runners.get(name)
     if runner is not None:
         runner.request_stop()

@@ -11,7 +11,6 @@ The record changes only through ``ResourceStore.update(mutate=...)``, so the run
 
 from __future__ import annotations
 
-import atexit
 import collections
 import json
 import logging
@@ -153,42 +152,6 @@ def exit_failure_reason(host: str, code: int | None, tail: Sequence[str]) -> str
 
 class StopRequested(Exception):
     """StopTrainingJob arrived before the processes started."""
-
-
-class JobRunner(Protocol):
-    def terminate(self, grace_seconds: float) -> None: ...
-
-
-class RunningJobs:
-    """The runners of the jobs this server process runs, by job name (case-insensitively:
-    job names are unique regardless of case). When the process exits, their processes go
-    too; the jobs stay ``InProgress`` in the store and the next server marks them
-    ``Failed``."""
-
-    def __init__(self, exit_grace_seconds: float = 2.0) -> None:
-        self._runners: dict[str, Any] = {}
-        self._lock = threading.Lock()
-        atexit.register(self.terminate_all, exit_grace_seconds)
-
-    def add(self, name: str, runner: JobRunner) -> None:
-        with self._lock:
-            self._runners[name.lower()] = runner
-
-    def get(self, name: str) -> Any:
-        """The runner of job ``name``, or None when this process does not run it."""
-        with self._lock:
-            return self._runners.get(name.lower())
-
-    def forget(self, name: str) -> None:
-        """Drop job ``name`` (a runner's ``on_done``)."""
-        with self._lock:
-            self._runners.pop(name.lower(), None)
-
-    def terminate_all(self, grace_seconds: float) -> None:
-        with self._lock:
-            runners = list(self._runners.values())
-        for runner in runners:
-            runner.terminate(grace_seconds=grace_seconds)
 
 
 def free_port(host: str = LOOPBACK) -> int:

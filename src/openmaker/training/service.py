@@ -15,14 +15,18 @@ runs on the first training operation a server serves.
 from __future__ import annotations
 
 import copy
-import threading
-from collections.abc import Callable
 from typing import Any
 
 from openmaker.algorithms import find_algorithm
 from openmaker.core import errors
+from openmaker.core.jobs import (
+    OncePerPlatform,
+    RunningJobs,
+    fail_jobs_left_running,
+    mark_stopping,
+)
 from openmaker.core.platform import Platform, RequestContext
-from openmaker.core.resources import ListQuery, ResourceNotFoundError
+from openmaker.core.resources import ResourceNotFoundError
 from openmaker.storage.uri import S3Uri
 from openmaker.training.channels import ChannelSpec, list_channel_objects
 from openmaker.training.contract import decode_hyperparameters, opt_ml_relative
@@ -30,7 +34,6 @@ from openmaker.training.images import TrainingProgram, training_program
 from openmaker.training.metrics import compile_definitions
 from openmaker.training.runner import (
     RESOURCE_TYPE,
-    RunningJobs,
     TrainingJobListener,
     TrainingJobRunner,
     finish,
@@ -43,36 +46,10 @@ DEFAULT_CHECKPOINT_PATH = "/opt/ml/checkpoints/"
 RESTART_REASON = "The openmaker server restarted while the job was running"
 
 _runners = RunningJobs()
-_recovery_lock = threading.Lock()
-_recovered: set[int] = set()
 
 
 def _not_found() -> errors.AwsError:
     return errors.ValidationException("Requested resource not found.")
-
-
-def fail_jobs_left_running(platform: Platform, resource_type: str, status_field: str,
-                           fail: Callable[[dict], None]) -> list[str]:
-    """Apply ``fail`` to every stored job of ``resource_type`` whose ``status_field`` is
-    still ``InProgress``/``Stopping`` (an earlier server was running it); their names."""
-    names: list[str] = []
-    for status in ("InProgress", "Stopping"):
-        token = None
-        while True:
-            page, token = platform.resources.list(
-                resource_type, ListQuery(status_equals=status, next_token=token))
-            names.extend(resource.name for resource in page)
-            if not token:
-                break
-
-    def mutate(record: dict) -> tuple[dict, str]:
-        if record[status_field] in ("InProgress", "Stopping"):
-            fail(record)
-        return record, record[status_field]
-
-    for name in names:
-        platform.resources.update(resource_type, name, mutate=mutate)
-    return names
 
 
 def fail_interrupted_jobs(platform: Platform) -> list[str]:
@@ -88,11 +65,10 @@ def fail_interrupted_jobs(platform: Platform) -> list[str]:
 def recover_interrupted_jobs(platform: Platform) -> None:
     """Run :func:`fail_interrupted_jobs` once per server process, before it starts any job
     (the server may call this at startup; every training operation calls it first)."""
-    with _recovery_lock:
-        if id(platform) in _recovered:
-            return
-        fail_interrupted_jobs(platform)
-        _recovered.add(id(platform))
+    _recover_once(platform)
+
+
+_recover_once = OncePerPlatform(fail_interrupted_jobs)
 
 
 def _check_program(params: dict[str, Any]) -> TrainingProgram:
@@ -316,22 +292,9 @@ def request_stop(platform: Platform, name: str, message: str | None = None) -> N
     """StopTrainingJob; ``message`` is the ``Stopping`` transition's text (a tuning job
     says why it stopped one of its jobs early)."""
     recover_interrupted_jobs(platform)
-
-    def stopping(record: dict) -> tuple[dict, str]:
-        status = record["TrainingJobStatus"]
-        if status != "InProgress":
-            raise errors.ValidationException(
-                f"The training job {record['TrainingJobName']} is not running (status "
-                f"{status}); only InProgress jobs can be stopped."
-            )
-        record["TrainingJobStatus"] = "Stopping"
-        transition(record, "Stopping", message)
-        return record, "Stopping"
-
-    try:
-        platform.resources.update(RESOURCE_TYPE, name, mutate=stopping)
-    except ResourceNotFoundError:
-        raise _not_found() from None
+    mark_stopping(platform, RESOURCE_TYPE, name, status_field="TrainingJobStatus",
+                  noun="training job", not_found=_not_found,
+                  on_stopping=lambda record: transition(record, "Stopping", message))
     runner = _runners.get(name)
     if runner is not None:
         runner.request_stop()

@@ -15,15 +15,13 @@ off by the previous one and is marked ``Failed`` on the first transform operatio
 from __future__ import annotations
 
 import copy
-import threading
 from typing import Any
 
 from openmaker.core import errors
+from openmaker.core.jobs import OncePerPlatform, RunningJobs, fail_jobs_left_running, mark_stopping
 from openmaker.core.platform import Platform, RequestContext
 from openmaker.core.resources import ResourceNotFoundError
 from openmaker.storage.uri import S3Uri
-from openmaker.training.runner import RunningJobs
-from openmaker.training.service import fail_jobs_left_running
 from openmaker.transform.data_processing import data_format, parse_filter
 from openmaker.transform.runner import (
     MAX_TOTAL_PAYLOAD_MB,
@@ -38,8 +36,6 @@ MAX_ENVIRONMENT_VALUE = 10240
 SUPPORTED_DATA_TYPES = ("S3Prefix", "ManifestFile")
 
 _runners = RunningJobs()
-_recovery_lock = threading.Lock()
-_recovered: set[int] = set()
 
 
 def _not_found(name: str) -> errors.AwsError:
@@ -58,11 +54,10 @@ def fail_interrupted_jobs(platform: Platform) -> list[str]:
 
 def recover_interrupted_jobs(platform: Platform) -> None:
     """Run :func:`fail_interrupted_jobs` once per server process, before it starts a job."""
-    with _recovery_lock:
-        if id(platform) in _recovered:
-            return
-        fail_interrupted_jobs(platform)
-        _recovered.add(id(platform))
+    _recover_once(platform)
+
+
+_recover_once = OncePerPlatform(fail_interrupted_jobs)
 
 
 # -- checks -----------------------------------------------------------------------------------
@@ -210,21 +205,8 @@ def stop_transform_job(ctx: RequestContext, params: dict) -> dict:
     uploads nothing more and ends it ``Stopped``."""
     recover_interrupted_jobs(ctx.platform)
     name = params["TransformJobName"]
-
-    def stopping(record: dict) -> tuple[dict, str]:
-        status = record["TransformJobStatus"]
-        if status != "InProgress":
-            raise errors.ValidationException(
-                f"The transform job {record['TransformJobName']} is not running (status "
-                f"{status}); only InProgress jobs can be stopped.")
-        record["TransformJobStatus"] = "Stopping"
-        record["LastModifiedTime"] = now()
-        return record, "Stopping"
-
-    try:
-        ctx.platform.resources.update(RESOURCE_TYPE, name, mutate=stopping)
-    except ResourceNotFoundError:
-        raise _not_found(name) from None
+    mark_stopping(ctx.platform, RESOURCE_TYPE, name, status_field="TransformJobStatus",
+                  noun="transform job", not_found=lambda: _not_found(name))
     runner = _runners.get(name)
     if runner is not None:
         runner.request_stop()

@@ -30,8 +30,9 @@ from openmaker.algorithms import find_algorithm
 from openmaker.algorithms.base import TUNING_OBJECTIVE
 from openmaker.core import errors
 from openmaker.core.arns import make_arn
+from openmaker.core.jobs import jobs_left_running, mark_stopping
 from openmaker.core.platform import Platform, RequestContext
-from openmaker.core.resources import ListQuery, ResourceNotFoundError
+from openmaker.core.resources import ResourceNotFoundError
 from openmaker.training.images import training_program
 from openmaker.training.service import check_training_job_request
 from openmaker.tuning.search import (
@@ -378,21 +379,9 @@ def stop_hyper_parameter_tuning_job(ctx: RequestContext, params: dict) -> dict:
     ends ``Stopped``."""
     resume_tuning_jobs(ctx.platform)
     name = params["HyperParameterTuningJobName"]
-
-    def stopping(record: dict) -> tuple[dict, str]:
-        status = record["HyperParameterTuningJobStatus"]
-        if status != "InProgress":
-            raise errors.ValidationException(
-                f"The hyperparameter tuning job {name} is not running (status {status}); "
-                "only InProgress tuning jobs can be stopped.")
-        record["HyperParameterTuningJobStatus"] = "Stopping"
-        record["LastModifiedTime"] = now()
-        return record, "Stopping"
-
-    try:
-        ctx.platform.resources.update(RESOURCE_TYPE, name, mutate=stopping)
-    except ResourceNotFoundError:
-        raise _not_found(name) from None
+    mark_stopping(ctx.platform, RESOURCE_TYPE, name,
+                  status_field="HyperParameterTuningJobStatus", noun="hyperparameter tuning job",
+                  not_found=lambda: _not_found(name))
     with _runners_lock:
         runner = _runners.get(name.lower())
     if runner is not None:
@@ -468,15 +457,7 @@ def resume_tuning_jobs(platform: Platform) -> list[str]:
         if id(platform) in _resumed:
             return []
         _resumed.add(id(platform))
-    names = []
-    for status in ("InProgress", "Stopping"):
-        token = None
-        while True:
-            page, token = platform.resources.list(
-                RESOURCE_TYPE, ListQuery(status_equals=status, next_token=token))
-            names.extend(resource.name for resource in page)
-            if not token:
-                break
+    names = jobs_left_running(platform, RESOURCE_TYPE)
     for name in names:
         with _runners_lock:
             running = name.lower() in _runners
