@@ -52,6 +52,14 @@ with open(os.path.join(os.environ["SM_MODEL_DIR"], "host.json"), "w") as f:
                "hosts": json.loads(os.environ["SM_HOSTS"])}, f)
 print("host", os.environ["SM_CURRENT_HOST"])
 '''
+# algo-2 gives up at once; algo-1 would run on, and is stopped because its peer failed
+ONE_HOST_FAILS = '''
+import os, sys, time
+if os.environ["SM_CURRENT_HOST"] == "algo-2":
+    print("algo-2 gives up", flush=True)
+    sys.exit(3)
+time.sleep(60)
+'''
 FAILURE_FILE = '''
 import os, sys
 open(os.path.join(os.environ["SM_OUTPUT_DIR"], "failure"), "w").write("bad input: no label column")
@@ -208,6 +216,13 @@ def test_crashing_script_fails_with_its_traceback(job_server):
     assert reason.startswith("AlgorithmError: algo-1 exited with code 1")
     assert "Traceback" in reason and "RuntimeError: the model diverged" in reason
     assert len(reason) <= 1024
+
+
+def test_the_host_that_failed_is_named_not_the_one_stopped_for_it(job_server):
+    job = wait(job_server, create_job(job_server, ONE_HOST_FAILS, count=2))
+    assert job["TrainingJobStatus"] == "Failed"
+    assert job["FailureReason"].startswith("AlgorithmError: algo-2 exited with code 3")
+    assert "algo-2 gives up" in job["FailureReason"]
 
 
 def test_failure_file_becomes_the_failure_reason(job_server):

@@ -255,6 +255,7 @@ class TrainingJobRunner(BackgroundJobRunner):
         self._pending: dict[str, list[str]] = collections.defaultdict(list)
         self._tails: dict[str, collections.deque[str]] = collections.defaultdict(
             lambda: collections.deque(maxlen=TAIL_LINES))
+        self._failed_host: str | None = None  # the first host seen exiting non-zero
         self._lock = threading.Lock()
         self._streams: dict[str, str] = {}
         self._metrics: MetricParser | None = None  # set before the processes start
@@ -474,8 +475,14 @@ class TrainingJobRunner(BackgroundJobRunner):
                     interrupt_after = None
                 if self._stop.is_set() or self._interrupted.is_set():
                     handle.stop(DEFAULT_STOP_GRACE_SECONDS)
-                elif any(code not in (None, 0) for code in handle.exit_codes.values()):
-                    handle.stop(DEFAULT_STOP_GRACE_SECONDS)  # one failed host fails the job
+                    continue
+                failed = [host for host, code in handle.exit_codes.items()
+                          if code not in (None, 0)]
+                if failed:
+                    # One failed host fails the job; it, not the hosts stopped for it, is
+                    # named in the FailureReason.
+                    self._failed_host = self._failed_host or failed[0]
+                    handle.stop(DEFAULT_STOP_GRACE_SECONDS)
         finally:
             self._ran_seconds += time.monotonic() - began
         self._flush_logs()
@@ -575,7 +582,8 @@ class TrainingJobRunner(BackgroundJobRunner):
         self._update(change)
 
     def _failure_reason(self, layouts: list[InstanceLayout], codes: dict[str, int]) -> str:
-        failed = [layout for layout in layouts if codes.get(layout.host, 0) != 0]
+        failed = sorted((layout for layout in layouts if codes.get(layout.host, 0) != 0),
+                        key=lambda layout: layout.host != self._failed_host)
         for layout in failed:
             if layout.failure_file.is_file():
                 text = layout.failure_file.read_text(errors="replace")
