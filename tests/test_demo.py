@@ -20,3 +20,7 @@ def test_the_demo_runs_end_to_end(tmp_path):
     assert "validation:auc" in done.stdout and "xgboost loads it without pickle" in done.stdout
     assert "demo-tuning: Completed, 6 training jobs completed" in done.stdout
     assert "best training job: demo-tuning-" in done.stdout
+    assert "demo-transform: Completed; s3://demo/scores/validation.csv.out holds 119 " \
+        "scores" in done.stdout
+    assert "demo-report: Completed; wrote s3://demo/report/report.html, " \
+        "s3://demo/report/report.json" in done.stdout

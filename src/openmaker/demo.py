@@ -2,8 +2,10 @@
 fresh home with a local object store and SQLite), then drive it with unmodified boto3.
 
 It grows with every capability; for now it stores, lists, reads and presigns objects,
-asks the SageMaker and STS APIs what they have, and trains the built-in XGBoost algorithm
-on scikit-learn's bundled breast-cancer data set, reading its metrics and model back.
+asks the SageMaker and STS APIs what they have, trains the built-in XGBoost algorithm on
+scikit-learn's bundled breast-cancer data set (reading its metrics and model back), tunes
+it, scores the held-out rows with a batch transform job, and has a processing job write a
+data-quality report of the training data.
 """
 
 from __future__ import annotations
@@ -116,6 +118,8 @@ def run_demo(home: Path) -> None:
 
     train_xgboost(s3, sagemaker)
     tune_xgboost(sagemaker)
+    batch_transform(s3, sagemaker)
+    quality_report(s3, sagemaker)
 
     step("The objects are plain files in the home's object store")
     for path in sorted((home / "storage" / "demo").rglob("*")):
@@ -228,6 +232,88 @@ def tune_xgboost(sagemaker) -> None:
         print(f"  {summary['TrainingJobName']:<32} validation:auc {objective:.4f}  {tuned}")
     best = job["BestTrainingJob"]
     print(f"best training job: {best['TrainingJobName']}")
+
+
+def wait_until_done(describe, status_field: str) -> dict:
+    while True:
+        job = describe()
+        if job[status_field] in ("Completed", "Failed", "Stopped"):
+            return job
+        time.sleep(0.2)
+
+
+def batch_transform(s3, sagemaker) -> None:
+    step("SageMaker: batch transform the validation rows with the trained model")
+    trained = sagemaker.describe_training_job(TrainingJobName="demo-xgboost")
+    sagemaker.create_model(
+        ModelName="demo-xgboost", ExecutionRoleArn="arn:aws:iam::000000000000:role/demo",
+        PrimaryContainer={"Image": trained["AlgorithmSpecification"]["TrainingImage"],
+                          "ModelDataUrl": trained["ModelArtifacts"]["S3ModelArtifacts"]})
+    rows = s3.get_object(Bucket="demo", Key="cancer/validation/validation.csv")["Body"].read()
+    labels = [float(line.split(b",", 1)[0]) for line in rows.splitlines()]
+    s3.put_object(Bucket="demo", Key="cancer/batch/validation.csv",  # features only
+                  Body=b"".join(line.split(b",", 1)[1] + b"\n" for line in rows.splitlines()))
+    sagemaker.create_transform_job(
+        TransformJobName="demo-transform", ModelName="demo-xgboost",
+        BatchStrategy="MultiRecord", MaxConcurrentTransforms=2,
+        TransformInput={"DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix", "S3Uri": "s3://demo/cancer/batch/"}},
+            "ContentType": "text/csv", "SplitType": "Line"},
+        TransformOutput={"S3OutputPath": "s3://demo/scores/", "AssembleWith": "Line"},
+        TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1})
+    job = wait_until_done(
+        lambda: sagemaker.describe_transform_job(TransformJobName="demo-transform"),
+        "TransformJobStatus")
+    if job["TransformJobStatus"] != "Completed":
+        raise SystemExit(f"batch transform failed: {job.get('FailureReason')}")
+    scores = s3.get_object(Bucket="demo", Key="scores/validation.csv.out")["Body"].read()
+    predicted = [float(score) > 0.5 for score in scores.split()]
+    accuracy = sum(p == bool(y) for p, y in zip(predicted, labels, strict=True)) / len(labels)
+    print(f"demo-transform: Completed; s3://demo/scores/validation.csv.out holds "
+          f"{len(predicted)} scores, accuracy {accuracy:.3f}")
+
+
+REPORT_SCRIPT = """
+import glob
+import pandas as pd
+from openmaker.processing.transforms import data_quality_report
+paths = sorted(glob.glob("/opt/ml/processing/input/data/*.csv"))
+frame = pd.concat([pd.read_csv(path, header=None) for path in paths], ignore_index=True)
+frame.columns = ["label"] + [f"feature_{i}" for i in range(1, frame.shape[1])]
+report = data_quality_report(frame, target="label", output_dir="/opt/ml/processing/report")
+print("rows:", report["rows"], "columns:", report["column_count"])
+"""
+
+
+def quality_report(s3, sagemaker) -> None:
+    step("SageMaker: a processing job writes a data-quality report of the training data")
+    s3.put_object(Bucket="demo", Key="code/report.py", Body=REPORT_SCRIPT.encode())
+    image = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+    sagemaker.create_processing_job(
+        ProcessingJobName="demo-report", RoleArn="arn:aws:iam::000000000000:role/demo",
+        AppSpecification={"ImageUri": image, "ContainerEntrypoint": [
+            "python3", "/opt/ml/processing/input/code/report.py"]},
+        ProcessingInputs=[
+            {"InputName": name, "S3Input": {"S3Uri": uri, "LocalPath": local,
+                                            "S3DataType": "S3Prefix", "S3InputMode": "File"}}
+            for name, uri, local in (
+                ("code", "s3://demo/code/report.py", "/opt/ml/processing/input/code"),
+                ("data", "s3://demo/cancer/train/", "/opt/ml/processing/input/data"))],
+        ProcessingOutputConfig={"Outputs": [{"OutputName": "report", "S3Output": {
+            "S3Uri": "s3://demo/report/", "LocalPath": "/opt/ml/processing/report",
+            "S3UploadMode": "EndOfJob"}}]},
+        ProcessingResources={"ClusterConfig": {"InstanceCount": 1,
+                                               "InstanceType": "ml.m5.large",
+                                               "VolumeSizeInGB": 5}},
+        StoppingCondition={"MaxRuntimeInSeconds": 300})
+    job = wait_until_done(
+        lambda: sagemaker.describe_processing_job(ProcessingJobName="demo-report"),
+        "ProcessingJobStatus")
+    if job["ProcessingJobStatus"] != "Completed":
+        raise SystemExit(f"processing failed: {job.get('FailureReason')}")
+    keys = [item["Key"] for item in s3.list_objects_v2(Bucket="demo", Prefix="report/")[
+        "Contents"]]
+    print(f"demo-report: Completed; wrote {', '.join(f's3://demo/{key}' for key in keys)}")
 
 
 if __name__ == "__main__":
