@@ -377,12 +377,13 @@ def test_max_payload_zero_sends_each_object_whole(env):
 def test_max_concurrent_transforms_keeps_that_many_requests_in_flight(env):
     server, _, _ = env
     # Each request sleeps and reports when it started and ended: requests overlap only
-    # when the job has more than one in flight (whichever worker process serves them).
+    # when the job has more than one in flight and the model server (one worker process)
+    # serves them at once, small as they are.
     server.client("sagemaker").create_model(
         ModelName="echo-workers", ExecutionRoleArn=ROLE, PrimaryContainer={
             "Image": SKLEARN_IMAGE, "ModelDataUrl": f"s3://{BUCKET}/models/echo/model.tar.gz",
             "Environment": {"SAGEMAKER_PROGRAM": "inference.py", "ECHO_DELAY": "0.5",
-                            "ECHO_TIMES": "1", "SAGEMAKER_MODEL_SERVER_WORKERS": "2"}})
+                            "ECHO_TIMES": "1"}})
     put(server, "in/concurrent/c.csv", b"a\nb\nc\nd\n")
     most_in_flight = {}
     for concurrency in (1, 2):

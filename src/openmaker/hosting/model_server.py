@@ -18,7 +18,8 @@ SageMaker inference container gets:
 * batch transform sets ``SAGEMAKER_BATCH=true`` and, when the job gives them,
   ``SAGEMAKER_MAX_PAYLOAD_IN_MB``, ``SAGEMAKER_BATCH_STRATEGY`` (``SINGLE_RECORD`` /
   ``MULTI_RECORD``) and ``SAGEMAKER_MAX_CONCURRENT_TRANSFORMS``, which
-  ``GET /execution-parameters`` echoes;
+  ``GET /execution-parameters`` echoes; a batch job's requests all run on the thread pool
+  (small ones are otherwise answered inline, on the event loop);
 * ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT`` is the answer's type when Accept is absent or
   ``*/*``; ``SAGEMAKER_CONTAINER_LOG_LEVEL`` / ``OPENMAKER_LOG_LEVEL`` (``DEBUG`` logs one
   line per request).
@@ -154,8 +155,11 @@ class Settings:
                 or sys.maxsize
         else:
             self.max_payload = DEFAULT_MAX_PAYLOAD
+        # A batch transform job's requests all go to the thread pool, so that
+        # MaxConcurrentTransforms of them run at once even when they are small.
         self.inline_max = int(environ.get("OPENMAKER_INLINE_MAX_BYTES")
-                              or DEFAULT_INLINE_MAX_BYTES)
+                              or (0 if environ.get("SAGEMAKER_BATCH") == "true"
+                                  else DEFAULT_INLINE_MAX_BYTES))
         self.algorithm = environ.get("OPENMAKER_ALGORITHM") or ""
         self.framework = (environ.get("OPENMAKER_FRAMEWORK") or "").lower()
         self.default_accept = environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or ""
