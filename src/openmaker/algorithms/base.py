@@ -465,6 +465,52 @@ def _media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
+def media_parameters(content_type: str | None) -> tuple[str, dict[str, str]]:
+    """``"text/csv; label_size=1"`` -> ``("text/csv", {"label_size": "1"})``: the media
+    type and its parameters, lower-cased names, quotes stripped."""
+    media, *items = (content_type or "").split(";")
+    parameters = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        parameters[key.strip().lower()] = value.strip().strip('"')
+    return media.strip().lower(), parameters
+
+
+def negotiate_accept(accept: str | None, accepts: Sequence[str], default: str) -> str:
+    """The response type for an ``Accept`` header (a comma-separated list): the first
+    listed type in ``accepts``, ``default`` for an absent or ``*/*`` one, else
+    NotAcceptable naming the types answered."""
+    for option in (accept or "").split(","):
+        media = _media_type(option)
+        if media in ("", "*/*"):
+            return default
+        if media in accepts:
+            return media
+    raise NotAcceptable(f"accept type {accept!r} is not supported; use {', '.join(accepts)}")
+
+
+def require_one_label_column(algorithm: str, channels: Sequence[Mapping[str, Any]],
+                             skip: Sequence[str] = ()) -> None:
+    """ValidationException for a channel whose ContentType gives a CSV ``label_size`` other
+    than 1 (or does not parse): ``algorithm`` reads exactly one label column. Channels
+    named in ``skip`` (a model channel, say) are not checked."""
+    from openmaker.formats.content_types import parse_content_type
+
+    for index, channel in enumerate(channels, start=1):
+        content_type = channel.get("ContentType")
+        if channel.get("ChannelName") in skip or not content_type:
+            continue
+        try:
+            parsed = parse_content_type(content_type)
+            label_size = parsed.label_size if parsed.format == "csv" else 1
+        except ValueError as error:
+            raise ValidationException(f"InputDataConfig.{index}.ContentType: {error}") from None
+        if label_size != 1:
+            raise ValidationException(
+                f"InputDataConfig.{index}.ContentType: {content_type!r}: {algorithm} reads "
+                "exactly one label column (label_size=1)")
+
+
 def validate_channels(algorithm: str, definitions: Sequence[ChannelDefinition],
                       channels: Iterable[Mapping[str, Any]], input_mode: str = "File") -> None:
     """ValidationException for a missing required channel, an unknown channel, an

@@ -42,9 +42,11 @@ from openmaker.algorithms.base import (
     InferenceError,
     Interval,
     MetricDefinition,
-    NotAcceptable,
     Predictor,
     TrainingEnvironment,
+    media_parameters,
+    negotiate_accept,
+    require_one_label_column,
     validate_channels,
 )
 from openmaker.core.errors import ValidationException
@@ -132,23 +134,9 @@ CHANNELS = (
 
 
 def validate_fm_channels(channels: Iterable[Mapping[str, Any]], input_mode: str) -> None:
-    from openmaker.formats.content_types import parse_content_type
-
     channels = list(channels)
     validate_channels(NAME, CHANNELS, channels, input_mode)
-    for index, channel in enumerate(channels, start=1):
-        content_type = channel.get("ContentType")
-        if not content_type:
-            continue
-        try:
-            parsed = parse_content_type(content_type)
-            label_size = parsed.label_size if parsed.format == "csv" else 1
-        except ValueError as error:
-            raise ValidationException(f"InputDataConfig.{index}.ContentType: {error}") from None
-        if label_size != 1:
-            raise ValidationException(
-                f"InputDataConfig.{index}.ContentType: {content_type!r}: {NAME} reads exactly "
-                "one label column (label_size=1)")
+    require_one_label_column(NAME, channels)
 
 
 # -- the model -------------------------------------------------------------------------------------
@@ -501,15 +489,6 @@ ACCEPTS = ("application/json", "application/jsonlines", "application/x-recordio-
            "text/csv")
 
 
-def _media(content_type: str) -> tuple[str, dict[str, str]]:
-    media, *items = (content_type or "").split(";")
-    parameters = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        parameters[key.strip().lower()] = value.strip().strip('"')
-    return media.strip().lower(), parameters
-
-
 def _number(value: float) -> float:
     """A float32 as the shortest float that reads back to it."""
     return float(str(np.float32(value)))
@@ -526,22 +505,16 @@ class FactorizationMachinesPredictor(Predictor):
         self.model = model
         self.binary = model.predictor_type == "binary_classifier"
         # UNVERIFIED: the response type SageMaker's FM picks for Accept */*.
-        self.default_accept = _media(environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT")
+        self.default_accept = media_parameters(environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT")
                                      or "application/json")[0]
 
     def _accept(self, accept: str | None) -> str:
-        for option in (accept or "").split(","):
-            media, _ = _media(option)
-            if media in ("", "*/*"):
-                return self.default_accept
-            if media in ACCEPTS:
-                return media
-        raise NotAcceptable(f"accept type {accept!r} is not supported; use {', '.join(ACCEPTS)}")
+        return negotiate_accept(accept, ACCEPTS, self.default_accept)
 
     def _features(self, body: bytes, content_type: str) -> Any:
         import scipy.sparse
 
-        media, parameters = _media(content_type or "application/json")
+        media, parameters = media_parameters(content_type or "application/json")
         features = read_request_features(body, content_type, media, parameters, REQUEST_TYPES)
         dim = self.model.feature_dim
         if features.shape[0] == 0:

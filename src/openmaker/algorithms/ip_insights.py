@@ -52,6 +52,7 @@ from openmaker.algorithms.base import (
     Predictor,
     TrainingEnvironment,
     UnsupportedContentType,
+    media_parameters,
     validate_channels,
 )
 from openmaker.core.errors import ValidationException
@@ -567,15 +568,6 @@ REQUEST_TYPES = ("text/csv", "application/json", "application/jsonlines")
 ACCEPTS = ("application/json", "application/jsonlines", "text/csv")
 
 
-def _parameters(content_type: str) -> tuple[str, dict[str, str]]:
-    media, *items = (content_type or "").split(";")
-    parameters = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        parameters[key.strip().lower()] = value.strip().strip('"')
-    return media.strip().lower(), parameters
-
-
 def _instance_pair(index: int, instance: Any) -> tuple[str, str]:
     values = instance
     if isinstance(instance, dict):
@@ -605,10 +597,10 @@ class IPInsightsPredictor(Predictor):
 
     def _accept(self, accept: str | None) -> tuple[str, bool]:
         for option in (accept or "").split(","):
-            media, parameters = _parameters(option)
+            media, parameters = media_parameters(option)
             verbose = parameters.get("verbose", "").lower() in ("true", "1")
             if media in ("", "*/*"):
-                default, default_parameters = _parameters(self.default_accept)
+                default, default_parameters = media_parameters(self.default_accept)
                 return default, verbose or \
                     default_parameters.get("verbose", "").lower() in ("true", "1")
             if media in ACCEPTS:
@@ -617,7 +609,7 @@ class IPInsightsPredictor(Predictor):
                             f"{', '.join(ACCEPTS)} (with '; verbose=True' for embeddings)")
 
     def _pairs(self, body: bytes, content_type: str) -> tuple[list[str], list[str]]:
-        media, _ = _parameters(content_type or "text/csv")
+        media, _ = media_parameters(content_type or "text/csv")
         if media not in REQUEST_TYPES:
             raise UnsupportedContentType(f"content type {content_type!r} is not supported; "
                                          f"use {', '.join(REQUEST_TYPES)}")

@@ -39,10 +39,10 @@ from openmaker.algorithms.base import (
     InferenceError,
     Interval,
     MetricDefinition,
-    NotAcceptable,
     Predictor,
     TrainingEnvironment,
     UnsupportedContentType,
+    negotiate_accept,
 )
 from openmaker.core.errors import ValidationException
 
@@ -552,14 +552,7 @@ class KMeansPredictor(Predictor):
                                or "application/json")
 
     def _accept(self, accept: str | None) -> str:
-        for option in (accept or "").split(","):
-            media = option.split(";", 1)[0].strip().lower()
-            if media in ("", "*/*"):
-                return self.default_accept
-            if media in _ACCEPTS:
-                return media
-        raise NotAcceptable(f"accept type {accept!r} is not supported; use "
-                            f"{', '.join(_ACCEPTS)}")
+        return negotiate_accept(accept, _ACCEPTS, self.default_accept)
 
     def _features(self, body: bytes, content_type: str) -> Any:
         media, *raw_parameters = (content_type or "text/csv").split(";")

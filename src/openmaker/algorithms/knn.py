@@ -44,6 +44,8 @@ from openmaker.algorithms.base import (
     Predictor,
     TrainingEnvironment,
     UnsupportedContentType,
+    media_parameters,
+    require_one_label_column,
     validate_channels,
 )
 from openmaker.core.errors import ValidationException
@@ -151,23 +153,9 @@ CHANNELS = (
 
 
 def validate_knn_channels(channels: Iterable[Mapping[str, Any]], input_mode: str) -> None:
-    from openmaker.formats.content_types import parse_content_type
-
     channels = list(channels)
     validate_channels("knn", CHANNELS, channels, input_mode)
-    for index, channel in enumerate(channels, start=1):
-        content_type = channel.get("ContentType")
-        if not content_type:
-            continue
-        try:
-            parsed = parse_content_type(content_type)
-            label_size = parsed.label_size if parsed.format == "csv" else 1
-        except ValueError as error:
-            raise ValidationException(f"InputDataConfig.{index}.ContentType: {error}") from None
-        if label_size != 1:
-            raise ValidationException(
-                f"InputDataConfig.{index}.ContentType: {content_type!r}: knn reads exactly one "
-                "label column (label_size=1)")
+    require_one_label_column("knn", channels)
 
 
 # -- sampling and projection -----------------------------------------------------------------
@@ -594,15 +582,6 @@ ACCEPTS = ("application/json", "application/jsonlines", "application/x-recordio-
            "text/csv")
 
 
-def _parameters(content_type: str) -> tuple[str, dict[str, str]]:
-    media, *items = (content_type or "").split(";")
-    parameters = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        parameters[key.strip().lower()] = value.strip().strip('"')
-    return media.strip().lower(), parameters
-
-
 class KNNPredictor(Predictor):
     """Serves a k-NN model: CSV, JSON, JSON Lines and RecordIO-protobuf in;
     ``predicted_label`` (plus ``distances`` and ``labels`` with ``verbose=true``) out."""
@@ -619,10 +598,10 @@ class KNNPredictor(Predictor):
 
     def _accept(self, accept: str | None) -> tuple[str, bool]:
         for option in (accept or "").split(","):
-            media, parameters = _parameters(option)
+            media, parameters = media_parameters(option)
             verbose = parameters.get("verbose", "").lower() in ("true", "1")
             if media in ("", "*/*"):
-                default, default_parameters = _parameters(self.default_accept)
+                default, default_parameters = media_parameters(self.default_accept)
                 return default, verbose or default_parameters.get("verbose", "") == "true"
             if media in ACCEPTS:
                 return media, verbose
@@ -630,7 +609,7 @@ class KNNPredictor(Predictor):
                             f"{', '.join(ACCEPTS)} (with '; verbose=true' for neighbours)")
 
     def _features(self, body: bytes, content_type: str) -> np.ndarray:
-        media, parameters = _parameters(content_type or "text/csv")
+        media, parameters = media_parameters(content_type or "text/csv")
         if media == "text/csv":
             encoding = parameters.get("encoding", "utf-8")
             if encoding.lower().replace("_", "-") not in ("utf-8", "utf8", "ascii"):

@@ -43,10 +43,10 @@ from openmaker.algorithms.base import (
     InferenceError,
     Interval,
     MetricDefinition,
-    NotAcceptable,
     Predictor,
     TrainingEnvironment,
     UnsupportedContentType,
+    negotiate_accept,
     validate_channels,
 )
 from openmaker.core.errors import ValidationException
@@ -184,16 +184,6 @@ def check_class_labels(labels: np.ndarray, channel: str) -> int:
     return max(2, int(labels.max()) + 1)
 
 
-def _accept_type(accept: str | None, accepts: Sequence[str]) -> str:
-    for option in (accept or "").split(","):
-        media = option.split(";", 1)[0].strip().lower()
-        if media in ("", "*/*"):
-            return accepts[0]
-        if media in accepts:
-            return media
-    raise NotAcceptable(f"accept type {accept!r} is not supported; use {', '.join(accepts)}")
-
-
 class TabularPredictor(Predictor):
     """text/csv features in; ``application/json`` (``{"probabilities": [[p0, p1, ...]]}``
     for classification, ``{"prediction": [...]}`` for regression) or ``text/csv`` out."""
@@ -230,7 +220,7 @@ class TabularPredictor(Predictor):
         return features
 
     def predict(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
-        accept_type = _accept_type(accept, self.accepts)
+        accept_type = negotiate_accept(accept, self.accepts, self.accepts[0])
         if not body or not body.strip():
             raise EmptyRequest("the request body is empty")
         values = self.scores(self._features(body, content_type))

@@ -46,9 +46,11 @@ from openmaker.algorithms.base import (
     InferenceError,
     Interval,
     MetricDefinition,
-    NotAcceptable,
     Predictor,
     TrainingEnvironment,
+    media_parameters,
+    negotiate_accept,
+    require_one_label_column,
     validate_channels,
 )
 from openmaker.core.errors import ValidationException
@@ -265,8 +267,6 @@ CHANNELS = tuple(ChannelDefinition(name, required=name == "train", content_types
 
 def validate_linear_learner_channels(channels: Iterable[Mapping[str, Any]],
                                      input_mode: str) -> None:
-    from openmaker.formats.content_types import parse_content_type
-
     channels = list(channels)
     validate_channels("linear-learner", CHANNELS, channels, input_mode)
     for index, channel in enumerate(channels, start=1):
@@ -276,18 +276,7 @@ def validate_linear_learner_channels(channels: Iterable[Mapping[str, Any]],
             raise ValidationException(
                 f"InputDataConfig.{index}.DataSource.S3DataSource.S3DataDistributionType: "
                 "linear-learner's 'validation' channel must be FullyReplicated")
-        content_type = channel.get("ContentType")
-        if not content_type:
-            continue
-        try:
-            parsed = parse_content_type(content_type)
-            label_size = parsed.label_size if parsed.format == "csv" else 1
-        except ValueError as error:
-            raise ValidationException(f"InputDataConfig.{index}.ContentType: {error}") from None
-        if label_size != 1:
-            raise ValidationException(
-                f"InputDataConfig.{index}.ContentType: {content_type!r}: linear-learner reads "
-                "exactly one label column (label_size=1)")
+    require_one_label_column("linear-learner", channels)
 
 
 # -- several hosts -----------------------------------------------------------------------------
@@ -1077,15 +1066,6 @@ ACCEPTS = ("application/json", "application/jsonlines", "application/x-recordio-
            "text/csv")
 
 
-def _parameters(content_type: str) -> tuple[str, dict[str, str]]:
-    media, *items = (content_type or "").split(";")
-    parameters = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        parameters[key.strip().lower()] = value.strip().strip('"')
-    return media.strip().lower(), parameters
-
-
 class LinearLearnerPredictor(Predictor):
     """Serves a Linear Learner model: ``score`` (and ``predicted_label`` for classifiers)
     in JSON, JSON Lines, RecordIO-protobuf and CSV (``predicted_label,score...`` per line;
@@ -1102,16 +1082,10 @@ class LinearLearnerPredictor(Predictor):
             "application/json"
 
     def _accept(self, accept: str | None) -> str:
-        for option in (accept or "").split(","):
-            media, _ = _parameters(option)
-            if media in ("", "*/*"):
-                return _parameters(self.default_accept)[0]
-            if media in ACCEPTS:
-                return media
-        raise NotAcceptable(f"accept type {accept!r} is not supported; use {', '.join(ACCEPTS)}")
+        return negotiate_accept(accept, ACCEPTS, media_parameters(self.default_accept)[0])
 
     def _features(self, body: bytes, content_type: str) -> Any:
-        media, parameters = _parameters(content_type or "text/csv")
+        media, parameters = media_parameters(content_type or "text/csv")
         features = read_request_features(body, content_type, media, parameters, REQUEST_TYPES)
         dim = self.model.weight.shape[0]
         if not isinstance(features, np.ndarray):

@@ -52,10 +52,10 @@ from openmaker.algorithms.base import (
     InferenceError,
     Interval,
     MetricDefinition,
-    NotAcceptable,
     Predictor,
     TrainingEnvironment,
     UnsupportedContentType,
+    negotiate_accept,
     validate_channels,
 )
 from openmaker.core.errors import ValidationException
@@ -619,14 +619,7 @@ class PCAPredictor(Predictor):
         return features
 
     def _accept(self, accept: str | None) -> str:
-        for option in (accept or "").split(","):
-            media = option.split(";", 1)[0].strip().lower()
-            if media in ("", "*/*"):
-                return self.default_accept
-            if media in _ACCEPTS:
-                return media
-        raise NotAcceptable(f"accept type {accept!r} is not supported; use "
-                            f"{', '.join(_ACCEPTS)}")
+        return negotiate_accept(accept, _ACCEPTS, self.default_accept)
 
     def predict(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
         accept_type = self._accept(accept)

@@ -53,10 +53,10 @@ from openmaker.algorithms.base import (
     InferenceError,
     Interval,
     MetricDefinition,
-    NotAcceptable,
     Predictor,
     TrainingEnvironment,
     UnsupportedContentType,
+    negotiate_accept,
 )
 from openmaker.core.errors import ValidationException
 
@@ -563,13 +563,7 @@ class RandomCutForestPredictor(Predictor):
                                or "application/json")
 
     def _accept(self, accept: str | None) -> str:
-        for option in (accept or "").split(","):
-            media = option.split(";", 1)[0].strip().lower()
-            if media in ("", "*/*"):
-                return self.default_accept
-            if media in ACCEPTS:
-                return media
-        raise NotAcceptable(f"accept type {accept!r} is not supported; use {', '.join(ACCEPTS)}")
+        return negotiate_accept(accept, ACCEPTS, self.default_accept)
 
     def _features(self, body: bytes, content_type: str) -> np.ndarray:
         media = (content_type or "text/csv").split(";", 1)[0].strip().lower()

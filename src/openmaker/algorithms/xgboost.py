@@ -43,10 +43,11 @@ from openmaker.algorithms.base import (
     InferenceError,
     Interval,
     MetricDefinition,
-    NotAcceptable,
     Predictor,
     TrainingEnvironment,
     UnsupportedContentType,
+    negotiate_accept,
+    require_one_label_column,
     validate_channels,
 )
 from openmaker.core.errors import ValidationException
@@ -819,21 +820,7 @@ CHANNELS = (
 def validate_xgboost_channels(channels: Iterable[Mapping[str, Any]], input_mode: str) -> None:
     channels = list(channels)
     validate_channels("xgboost", CHANNELS, channels, input_mode)
-    for index, channel in enumerate(channels, start=1):
-        content_type = channel.get("ContentType")
-        if channel.get("ChannelName") == "model" or not content_type:
-            continue
-        from openmaker.formats.content_types import parse_content_type
-
-        try:
-            parsed = parse_content_type(content_type)
-            label_size = parsed.label_size if parsed.format == "csv" else 1
-        except ValueError as error:
-            raise ValidationException(f"InputDataConfig.{index}.ContentType: {error}") from None
-        if label_size != 1:
-            raise ValidationException(
-                f"InputDataConfig.{index}.ContentType: {content_type!r}: xgboost reads exactly "
-                "one label column (label_size=1)")
+    require_one_label_column("xgboost", channels, skip=("model",))
 
 
 # -- inference -------------------------------------------------------------------------------
@@ -1001,14 +988,7 @@ class XGBoostPredictor(Predictor):
         return features
 
     def _accept(self, accept: str | None) -> str:
-        for option in (accept or "").split(","):
-            media = option.split(";", 1)[0].strip().lower()
-            if media in ("", "*/*"):
-                return self.default_accept
-            if media in _ACCEPTS:
-                return media
-        raise NotAcceptable(f"accept type {accept!r} is not supported; use "
-                            f"{', '.join(_ACCEPTS)}")
+        return negotiate_accept(accept, _ACCEPTS, self.default_accept)
 
     def predict(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
         import xgboost
